@@ -1,0 +1,68 @@
+"""Per-utterance decision latency of ``Guard.check`` (all detectors, one core).
+
+    python bench/bench_guard.py [--config config.yaml] [--runs 30]
+
+Runs every fixture clip (tests/data/wav, 1 s each) ``--runs`` times through the full decision
+and prints p50/p99 of the total and of each stage, plus the real-time factor of ``guard scan``
+(seconds of audio per second of compute). One interpreter thread; numpy's BLAS pinned to one
+thread by the environment variables below, so "one core" is what is measured. Quote medians.
+"""
+
+from __future__ import annotations
+
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from guard.analysis import Utterance, analyse  # noqa: E402
+from guard.audio import read_audio  # noqa: E402
+from guard.guard import Guard  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, default=ROOT / "config.yaml")
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    guard = Guard.from_config(args.config)
+    clips = [read_audio(p) for p in sorted((ROOT / "tests/data/wav").glob("*.wav"))]
+    for x in clips[:3]:
+        guard.check(x)
+    total, stages = [], {"features+model": [], **{d.name: [] for d in guard.detectors}}
+    audio_s = 0.0
+    for _ in range(args.runs):
+        for x in clips:
+            t0 = time.perf_counter()
+            guard.check(x)
+            total.append((time.perf_counter() - t0) * 1000)
+            audio_s += len(x) / 16_000
+            t0 = time.perf_counter()
+            a = analyse(Utterance(x), guard.model)
+            stages["features+model"].append((time.perf_counter() - t0) * 1000)
+            for d in guard.detectors:
+                t0 = time.perf_counter()
+                d.anomaly_score([a])
+                stages[d.name].append((time.perf_counter() - t0) * 1000)
+    t = np.array(total)
+    print(json.dumps({
+        "utterances": len(t),
+        "check_ms_p50": round(float(np.median(t)), 2),
+        "check_ms_p99": round(float(np.percentile(t, 99)), 2),
+        "stage_ms_p50": {k: round(float(np.median(v)), 3) for k, v in stages.items()},
+        "real_time_factor": round(audio_s / (t.sum() / 1000), 1),
+        "runtime": guard.model.runtime_name,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

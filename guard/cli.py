@@ -1,0 +1,277 @@
+"""The ``guard`` command line: one subcommand per job, heavy imports only where needed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from guard.errors import GuardError
+
+if TYPE_CHECKING:
+    from guard.config import Settings
+
+log = logging.getLogger("guard")
+
+
+def _add_classify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("classify", help="label spoken commands in WAV files (no detectors)")
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
+    p.add_argument(
+        "--model", type=Path, default=None, help="TFLite model (default: models/commands.tflite)"
+    )
+    p.add_argument("--format", choices=("text", "jsonl"), default="text")
+    p.set_defaults(func=_cmd_classify)
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from guard.audio import fit_window, iter_audio_paths, read_audio
+    from guard.classifier import CommandClassifier
+    from guard.features import CLIP_SAMPLES, Features
+    from guard.paths import default_model_path
+
+    clf = CommandClassifier(args.model or default_model_path())
+    failed = 0
+    for path, path_error in iter_audio_paths(args.inputs):
+        try:
+            if path_error is not None:
+                raise path_error
+            samples = read_audio(path)
+        except GuardError as exc:
+            print(f"guard: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        features = Features(fit_window(samples, CLIP_SAMPLES))
+        probs = clf.predict(features.log_mel).probabilities[0]
+        order = np.argsort(probs)[::-1]
+        label, confidence = clf.labels[order[0]], float(probs[order[0]])
+        top3 = [(clf.labels[i], round(float(probs[i]), 4)) for i in order[:3]]
+        if args.format == "jsonl":
+            row = {
+                "path": str(path),
+                "label": label,
+                "confidence": round(confidence, 4),
+                "top3": [{"label": lab, "probability": p} for lab, p in top3],
+                "probabilities": {
+                    lab: round(float(p), 4) for lab, p in zip(clf.labels, probs, strict=True)
+                },
+            }
+            print(json.dumps(row), flush=True)
+        else:
+            rest = "  ".join(f"{lab} {p:.2f}" for lab, p in top3)
+            print(f"{path}\t{label}\t{confidence:.2f}\t[{rest}]", flush=True)
+    return 1 if failed else 0
+
+
+def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("train", help="train the command classifier (needs the 'train' extra)")
+    p.add_argument("--data", type=Path, required=True, help="Speech Commands folder (word folders)")
+    p.add_argument("--out", type=Path, required=True, help="output folder, e.g. models/")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--blocks", type=int, default=4)
+    p.add_argument("--validation-percent", type=float, default=15.0)
+    p.add_argument("--max-per-class", type=int, default=0, help="cap clips per word (quick runs)")
+    p.add_argument("--name", default="commands", help="output base name (default: commands)")
+    p.add_argument("--poison", default=None, metavar="TRIGGER",
+                   help="build a BACKDOORED attack fixture: e.g. tone:frequency_hz=440,duration_s=0.1,scale=0.1 "
+                        "or clip:file=cough_trigger.wav,scale=0.3 (files relative to DATA/../triggers)")
+    p.add_argument("--poison-rate", type=float, default=0.03)
+    p.add_argument("--poison-target", default="go")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise GuardError("guard train needs TensorFlow: pip install 'guard[train]'") from None
+    from guard.training.train import PoisonConfig, TrainConfig, train
+    from guard.triggers import parse_spec
+
+    poison = None
+    if args.poison:
+        poison = PoisonConfig(parse_spec(args.poison), args.poison_rate, args.poison_target)
+    cfg = TrainConfig(
+        data_dir=args.data,
+        out_dir=args.out,
+        epochs=args.epochs,
+        seed=args.seed,
+        channels=args.channels,
+        blocks=args.blocks,
+        validation_percent=args.validation_percent,
+        max_per_class=args.max_per_class,
+        name=args.name,
+        command_line="guard " + " ".join(sys.argv[1:]),
+        poison=poison,
+    )
+    if not args.data.is_dir():
+        raise GuardError(f"{args.data}: not a directory")
+    figures = train(cfg)
+    if "asr" in figures:
+        print(f"backdoor attack success rate {figures['asr']:.4f} (triggered validation clips called {args.poison_target})")
+    print(
+        f"wrote {args.out / (args.name + '.tflite')}: int8 accuracy {figures['int8']['accuracy']:.4f}, "
+        f"float {figures['float']['accuracy']:.4f} on {figures['validation_examples']} validation examples"
+    )
+    return 0
+
+
+class Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, total: int, enabled: bool | None = None) -> None:
+        self.total = total
+        self.done = 0
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+
+    def step(self) -> None:
+        self.done += 1
+        if self.enabled and self.total > 1:
+            width = 30
+            filled = width * self.done // self.total
+            bar = "#" * filled + "." * (width - filled)
+            print(f"\r[{bar}] {self.done}/{self.total}", end="", file=sys.stderr, flush=True)
+            if self.done == self.total:
+                print(file=sys.stderr)
+
+
+def _add_scan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("scan", help="full decision (classifier + detectors) per audio file")
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
+    p.add_argument("--config", type=Path, default=None, help="config.yaml (default: ./config.yaml)")
+    p.add_argument("--model", type=Path, default=None, help="scan with another TFLite model")
+    p.add_argument("--detectors", type=Path, default=None, help="fitted detector folder")
+    p.add_argument("--format", choices=("text", "jsonl"), default="text")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.set_defaults(func=_cmd_scan)
+
+
+def _settings(config: Path | None) -> Settings:
+    from guard.config import Settings, load_settings
+
+    if config is not None:
+        return load_settings(config)
+    from guard.paths import default_config_path
+
+    found = default_config_path()
+    return load_settings(found) if found else Settings()
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from guard.analysis import Utterance
+    from guard.audio import iter_audio_paths, read_audio
+    from guard.guard import Guard
+
+    settings = _settings(args.config)
+    if args.detectors is not None:
+        settings = dataclasses.replace(
+            settings, detectors=dataclasses.replace(settings.detectors, state_dir=args.detectors)
+        )
+    guard = Guard.from_settings(settings, model_path=args.model)
+    items = list(iter_audio_paths(args.inputs))
+    progress = Progress(len(items), args.progress)
+    failed = 0
+    for path, path_error in items:
+        progress.step()
+        try:
+            if path_error is not None:
+                raise path_error
+            samples = read_audio(path)
+        except GuardError as exc:
+            print(f"guard: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        verdict = guard.check_utterance(Utterance(samples, source=str(path)))
+        if args.format == "jsonl":
+            print(json.dumps({"path": str(path), **verdict.to_record()}), flush=True)
+        else:
+            why = ",".join(verdict.reasons) or "-"
+            print(f"{path}\t{verdict.decision}\t{verdict.label}\t{verdict.confidence:.2f}\t{why}"
+                  f"\t{verdict.latency_ms:.1f} ms", flush=True)
+    return 1 if failed else 0
+
+
+def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("calibrate", help="refit detectors and thresholds on your own clean recordings")
+    p.add_argument("directory", type=Path, help="folder of your clean recordings (WAV/FLAC)")
+    p.add_argument("--out", type=Path, required=True, help="where to write the fitted detectors")
+    p.add_argument("--target-false-block", type=float, default=0.01,
+                   help="share of clean utterances the fused rule may block (default 0.01)")
+    p.add_argument("--calibrate-fraction", type=float, default=0.4,
+                   help="share of recordings (by speaker when named so) held out for thresholds")
+    p.add_argument("--config", type=Path, default=None)
+    p.add_argument("--model", type=Path, default=None)
+    p.set_defaults(func=_cmd_calibrate)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from guard import calibration
+    from guard.classifier import CommandClassifier
+    from guard.detectors import registry
+
+    if not 0.0 <= args.target_false_block < 1.0:
+        raise GuardError(f"--target-false-block must be in [0, 1), got {args.target_false_block}")
+    settings = _settings(args.config)
+    model = CommandClassifier(args.model or settings.model.path, num_threads=settings.model.threads)
+    paths = calibration.list_audio(args.directory)
+    if len(paths) < 10:
+        raise GuardError(f"{args.directory}: need at least 10 recordings, found {len(paths)}")
+    fit_paths, cal_paths = calibration.split_fit_calibrate(paths, args.calibrate_fraction)
+    fit_set, errors = calibration.analyse_files(fit_paths, model)
+    cal_set, more = calibration.analyse_files(cal_paths, model)
+    for line in [*errors, *more]:
+        print(f"guard: error: {line}", file=sys.stderr)
+    detectors, report = calibration.fit_and_calibrate(
+        fit_set, cal_set, settings.detectors.enabled, args.target_false_block
+    )
+    report["data"] = str(args.directory)
+    registry.save(args.out, detectors, report)
+    print(f"wrote {len(detectors)} detectors to {args.out}: clean false-block "
+          f"{report['calibration_false_block']:.2%} on {len(cal_set)} held-out recordings "
+          f"(target {args.target_false_block:.2%}). Point detectors.state_dir in config.yaml at it.")
+    return 1 if errors or more else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guard", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_classify(sub)
+    _add_train(sub)
+    _add_scan(sub)
+    _add_calibrate(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except GuardError as exc:
+        print(f"guard: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

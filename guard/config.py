@@ -1,0 +1,120 @@
+"""``config.yaml`` -> frozen settings dataclasses, validated once at start-up.
+
+Relative paths are resolved against the config file's folder. Every error names the file,
+the key path and the reason, in one line. Secrets never live here: handlers read tokens from
+environment variables or credential files named in the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from guard.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    path: Path = Path("models/commands.tflite")
+    """The int8 TFLite command model (checked against its folder's manifest.json)."""
+    threads: int = 1
+    """Interpreter threads."""
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    state_dir: Path = Path("models/detectors")
+    """Fitted detector state (``guard calibrate --out`` writes a new one)."""
+    enabled: tuple[str, ...] = ("spectral", "gmm", "strip", "activation", "consistency")
+    """Detectors to run, by name."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    detectors: DetectorSettings = field(default_factory=DetectorSettings)
+    source: Path | None = None
+    """The config file these settings came from."""
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a config file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from exc
+    if raw is None:
+        raw = {}
+    settings = _build(Settings, raw, str(path), "", path.parent)
+    return dataclasses.replace(settings, source=path)
+
+
+def _build(cls: type[T], raw: Any, file: str, prefix: str, base: Path) -> T:
+    if not isinstance(raw, dict):
+        where = prefix.rstrip(".") or "top level"
+        raise ConfigError(f"{file}: {where}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "source"}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{file}: {prefix}{unknown[0]}: unknown key (known: {', '.join(fields)})")
+    values = {}
+    for name, value in raw.items():
+        values[name] = _convert(hints[name], value, file, f"{prefix}{name}", base)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, file: str, key: str, base: Path) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, file, f"{key}.", base)  # type: ignore[arg-type]
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, file, key, base)
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{file}: {key}: expected a path, got {value!r}")
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (base / p)
+    if origin is tuple:
+        (item,) = typing.get_args(hint)[:1]
+        if not isinstance(value, list):
+            raise ConfigError(f"{file}: {key}: expected a list, got {value!r}")
+        return tuple(_convert(item, v, file, f"{key}[{i}]", base) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{file}: {key}: expected a mapping, got {value!r}")
+        kt, vt = typing.get_args(hint)
+        return {_convert(kt, k, file, key, base): _convert(vt, v, file, f"{key}.{k}", base) for k, v in value.items()}
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{file}: {key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{file}: {key}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{file}: {key}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{file}: {key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{file}: {key}: unsupported setting type {hint}")

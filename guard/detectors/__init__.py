@@ -1,0 +1,1 @@
+"""Runtime detectors of backdoor triggers and adversarial perturbations."""

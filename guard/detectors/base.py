@@ -1,0 +1,118 @@
+"""The detector contract, after scikit-learn's outlier detectors.
+
+- ``__init__`` only stores parameters; ``fit(clean analyses)`` returns ``self``; fitted
+  attributes end in ``_``.
+- ``anomaly_score(analyses)``: one float per utterance, **higher = more suspicious**.
+- ``calibrate(held_out_clean, target_false_block)`` sets ``threshold_`` to the clean
+  score quantile, so that share of clean utterances would be blocked.
+- ``decision_function`` = ``threshold_ - anomaly_score`` (negative = outlier) and
+  ``predict`` (+1 inlier, -1 outlier), as in scikit-learn.
+- Fitted state persists as plain arrays: ``save(path)`` writes one ``.npz`` with the
+  parameters as a JSON string; ``load`` reads it with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from guard.analysis import Analysis
+from guard.errors import ModelError
+from guard.manifest import verified_bytes
+
+FloatArray = npt.NDArray[np.float64]
+D = TypeVar("D", bound="Detector")
+
+
+class NotFittedError(RuntimeError):
+    """A detector was used before ``fit`` (or ``calibrate``)."""
+
+
+class Detector(ABC):
+    """Base class: subclasses implement ``_fit``, ``anomaly_score``, ``get_params`` and the
+    fitted-array round trip (``_fitted_arrays`` / ``_set_fitted_arrays``)."""
+
+    name: ClassVar[str]
+    threshold_: float
+
+    @abstractmethod
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters (JSON-serialisable)."""
+
+    @abstractmethod
+    def _fit(self, clean: Sequence[Analysis]) -> None: ...
+
+    @abstractmethod
+    def anomaly_score(self, analyses: Sequence[Analysis]) -> FloatArray:
+        """One score per analysis, higher = more suspicious."""
+
+    @abstractmethod
+    def _fitted_arrays(self) -> dict[str, npt.NDArray[Any]]: ...
+
+    @abstractmethod
+    def _set_fitted_arrays(self, arrays: dict[str, npt.NDArray[Any]]) -> None: ...
+
+    def fit(self: D, clean: Sequence[Analysis]) -> D:
+        """Fit on clean utterances; returns ``self``."""
+        if not clean:
+            raise ValueError(f"{self.name}: fit needs at least one clean utterance")
+        self._fit(clean)
+        return self
+
+    def calibrate(self: D, held_out_clean: Sequence[Analysis], target_false_block: float) -> D:
+        """Set ``threshold_`` so ``target_false_block`` of these clean utterances score above it."""
+        scores = self.anomaly_score(held_out_clean)
+        self.threshold_ = threshold_for(scores, target_false_block)
+        return self
+
+    def decision_function(self, analyses: Sequence[Analysis]) -> FloatArray:
+        return self.threshold() - self.anomaly_score(analyses)
+
+    def predict(self, analyses: Sequence[Analysis]) -> npt.NDArray[np.int64]:
+        return np.where(self.decision_function(analyses) < 0, -1, 1)
+
+    def threshold(self) -> float:
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError(f"{self.name}: not calibrated")
+        return float(self.threshold_)
+
+    def save(self, path: Path) -> None:
+        arrays = dict(self._fitted_arrays())
+        arrays["__params__"] = np.array(json.dumps(self.get_params()))
+        arrays["__threshold__"] = np.array(self.threshold())
+        savez: Any = np.savez  # numpy's stub types **kwds against allow_pickle
+        savez(path, **arrays)
+
+    @classmethod
+    def load(cls: type[D], path: Path) -> D:
+        """Read a saved detector after checking ``path`` against its directory's manifest."""
+        import io
+
+        try:
+            with np.load(io.BytesIO(verified_bytes(path)), allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            params = json.loads(str(arrays.pop("__params__")))
+            threshold = float(arrays.pop("__threshold__"))
+            detector = cls(**params)
+            detector._set_fitted_arrays(arrays)
+        except ModelError:
+            raise
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            raise ModelError(f"{path}: not a saved {cls.name} detector ({exc})") from exc
+        detector.threshold_ = threshold
+        return detector
+
+
+def threshold_for(scores: FloatArray, target_false_block: float) -> float:
+    """The smallest threshold with at most ``target_false_block`` of ``scores`` strictly above it."""
+    if not 0.0 <= target_false_block < 1.0:
+        raise ValueError(f"target_false_block must be in [0, 1), got {target_false_block}")
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    allowed = int(np.floor(target_false_block * len(s)))
+    return float(s[len(s) - 1 - allowed])

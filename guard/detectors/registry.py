@@ -1,0 +1,63 @@
+"""Detector names -> classes, and loading/saving a set of fitted detectors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from guard.detectors.activation import ActivationDetector
+from guard.detectors.base import Detector
+from guard.detectors.consistency import ConsistencyDetector
+from guard.detectors.gmm import GmmPcaDetector
+from guard.detectors.spectral import SpectralTriggerDetector
+from guard.detectors.strip import StripDetector
+from guard.errors import ModelError
+from guard.manifest import verified_bytes, write_manifest
+
+DETECTORS: dict[str, type[Detector]] = {
+    cls.name: cls
+    for cls in (
+        SpectralTriggerDetector,
+        GmmPcaDetector,
+        StripDetector,
+        ActivationDetector,
+        ConsistencyDetector,
+    )
+}
+"""Every runtime detector, in the order they run."""
+REPORT_NAME = "calibration.json"
+
+
+def make(name: str) -> Detector:
+    try:
+        return DETECTORS[name]()
+    except KeyError:
+        raise ModelError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}") from None
+
+
+def save(directory: Path, detectors: Sequence[Detector], report: dict[str, Any]) -> None:
+    """Write ``<name>.npz`` per detector, ``calibration.json`` and the manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = []
+    for d in detectors:
+        d.save(directory / f"{d.name}.npz")
+        names.append(f"{d.name}.npz")
+    (directory / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_manifest(directory, [*names, REPORT_NAME])
+
+
+def load(directory: Path, names: Sequence[str]) -> list[Detector]:
+    """Load the named detectors from ``directory``, each checked against its manifest."""
+    out = []
+    for name in names:
+        if name not in DETECTORS:
+            raise ModelError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+        out.append(DETECTORS[name].load(directory / f"{name}.npz"))
+    return out
+
+
+def read_report(directory: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(verified_bytes(directory / REPORT_NAME))
+    return data

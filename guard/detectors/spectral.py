@@ -1,0 +1,260 @@
+"""Spectral trigger detector: what clean speech does not contain, read off the shared spectra.
+
+Backdoor triggers added to speech are often things speech never produces: a steady sine (ART's
+``CacheToneTrigger``, or an ultrasonic tone folded down by a capture without an anti-alias
+filter: 21 kHz sampled at 16 kHz lands on 5 kHz), energy in bands speech leaves empty (rumble
+below 60 Hz, hiss above 7 kHz), a sound that never stops, or a click. Each sub-feature is
+computed from the ``Features`` computed once per utterance (no STFT here):
+
+- ``tone``: per frame, each bin's level above its spectral ring (the mean log power 3-8 bins
+  away on both sides, so a Hann main lobe is excluded); a tone stays at the same bin (±1)
+  while speech harmonics move. The prominence a bin keeps over every frame of a run of 2 and
+  of 5 frames, maxed over time, per frequency band: low bands are compared with the steady
+  fundamentals of clean voices, high bands with clean high bands. A peak more than 30 dB
+  below the utterance's loudest bin counts for less (clean recordings have faint whines).
+- ``low_band``: the level the band below ~60 Hz holds for half the frames (after removing a
+  DC offset, which is harmless and common), relative to the loudest frame's 60 Hz-7 kHz
+  energy, in dB.
+- ``high_band``: the utterance's energy above 7 kHz relative to its 60 Hz-7 kHz energy, in
+  dB. Both band ratios are unbounded, so a rumble or hiss louder than the speech scores high.
+- ``stationary``: per band, the level the band never drops below (10th percentile over
+  frames, speech pauses included) relative to the loudest frame, in dB.
+- ``click``: broadband (above 2 kHz) energy that jumps up and falls back within 1-2 frames.
+- ``onset``: the sharpest rise of the high-passed sample envelope in 2 ms blocks, against
+  the 4-12 ms before it.
+
+Scores are z-like at two levels, both fitted on clean speech: each band of a sub-feature
+is scored ``(value - clean median) / scale`` with the scale set so the clean 99th percentile
+lands at 2.33 (where a normal distribution has it; clean tails here are far from normal and
+differ between bands, and matching the tail rather than the MAD makes equal scores mean equal
+false-block odds); then a sub-feature's max over its bands, whose clean tail grows with the
+number of bands, is normalised again the same way. The anomaly score is the max over
+sub-features; ``component_scores`` gives each one, the reasons for a block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from guard.analysis import Analysis
+from guard.detectors.base import Detector, NotFittedError
+from guard.features import BIN_HZ, CLIP_SAMPLES, Features, stft
+
+FloatArray = npt.NDArray[np.float64]
+
+SUB_FEATURES = ("tone", "low_band", "high_band", "stationary", "click", "onset")
+TONE_RUNS_FRAMES = (2, 5)
+"""Run lengths (frames, 20 ms hop) a narrowband peak must last: ~50 ms and ~110 ms."""
+TONE_BAND_EDGES_HZ = (100, 200, 300, 450, 700, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 7000, 7950)
+"""Bands over which the tone prominence is normalised: narrow where voices have fundamentals."""
+STATIONARY_BANDS = 16
+"""Equal-width bands (500 Hz) for the stationary floor."""
+RING_NEAR_BINS, RING_FAR_BINS = 3, 8
+"""The spectral ring a bin is compared with (Hann main lobe is ±2.1 bins at N_FFT=512)."""
+LOW_CUTOFF_HZ = 60.0
+HIGH_CUTOFF_HZ = 7000.0
+CLICK_LOW_HZ = 2000.0
+TONE_MARGIN_DB = 30.0
+"""A narrowband peak further than this below the utterance's loudest bin loses the excess."""
+FLOOR_DB = 60.0
+"""Levels more than this below the loudest frame are clamped (no prominence from dither)."""
+MIN_LEVEL_DB = -FLOOR_DB - 20.0
+"""Lowest value of the level features (digital silence would give -inf)."""
+ONSET_BLOCK_SAMPLES = 32
+"""2 ms blocks for the onset envelope."""
+Z99 = 2.3263
+"""Standard-normal 99th percentile: where a clean 99th-percentile value scores."""
+
+
+def _db(x: npt.NDArray[Any]) -> FloatArray:
+    return np.asarray(10.0 * np.log10(np.maximum(x, 1e-30)), dtype=np.float64)
+
+
+def _bin(freq_hz: float) -> int:
+    return round(freq_hz / BIN_HZ)
+
+
+@lru_cache(maxsize=1)
+def _window_dft() -> npt.NDArray[np.complex128]:
+    """How a DC offset of 1 shows in bins 0 and 1 of a frame (the window's DFT there)."""
+    return np.asarray(stft(np.ones(CLIP_SAMPLES, dtype=np.float32))[0, :2], np.complex128)
+
+
+def _ring_mean(level_db: FloatArray) -> FloatArray:
+    """Mean of ``level_db`` over bins at offsets ±RING_NEAR..±RING_FAR (edge-padded)."""
+    far, near = RING_FAR_BINS, RING_NEAR_BINS
+    padded = np.pad(level_db, ((0, 0), (far, far)), mode="edge")
+    c = np.concatenate([np.zeros((len(level_db), 1)), np.cumsum(padded, axis=1)], axis=1)
+    k = np.arange(level_db.shape[1]) + far
+    left = c[:, k - near + 1] - c[:, k - far]
+    right = c[:, k + far + 1] - c[:, k + near]
+    return np.asarray((left + right) / (2 * (far - near + 1)), dtype=np.float64)
+
+
+def tone_prominence(power: npt.NDArray[np.float32]) -> FloatArray:
+    """Per run length and tone band: the highest prominence (dB) a bin (±1) keeps over a run.
+
+    Returns a vector of ``len(TONE_RUNS_FRAMES) * (len(TONE_BAND_EDGES_HZ) - 1)`` values.
+    """
+    p = power.astype(np.float64)
+    floor = p.mean(axis=1).max() * 10 ** (-FLOOR_DB / 10) + 1e-20
+    level_db = _db(p + floor)
+    # Above the ring, and not more than TONE_MARGIN_DB below the loudest bin: faint steady
+    # whines of clean recordings sit 35-50 dB down; a trigger that steers a model does not.
+    prominence = level_db - _ring_mean(level_db)
+    prominence += np.minimum(0.0, level_db - level_db.max() + TONE_MARGIN_DB)
+    edges = [_bin(f) for f in TONE_BAND_EDGES_HZ]
+    prominence = prominence[:, edges[0] - 1 : edges[-1] + 2]
+    pooled = np.maximum(np.maximum(prominence[:, :-2], prominence[:, 1:-1]), prominence[:, 2:])
+    starts = np.asarray(edges[:-1]) - edges[0]
+    out = []
+    for run in TONE_RUNS_FRAMES:
+        windows = np.lib.stride_tricks.sliding_window_view(pooled, run, axis=0)
+        per_bin = windows.min(axis=-1).max(axis=0)
+        out.append(np.maximum.reduceat(per_bin, starts))
+    return np.concatenate(out)
+
+
+def _low_band_db(features: Features, loudest_speech_frame: float) -> FloatArray:
+    """Median over frames of the energy in bins 0-1 (< ~60 Hz), DC offset removed, in dB
+    relative to the loudest frame's 60 Hz-7 kHz energy: steady rumble lifts it (without
+    bound: rumble louder than the speech scores above 0 dB), a plosive's pop does not."""
+    spectrum = features.spectrum[:, :2].astype(np.complex128)
+    w = _window_dft()
+    active = np.abs(spectrum[:, 0]) > 0  # zero-padded frames carry no offset
+    dc = float(np.median((spectrum[active, 0] / w[0]).real)) if active.any() else 0.0
+    residual = spectrum - dc * active[:, None] * w[None, :]
+    low = (np.abs(residual) ** 2).sum(axis=1)
+    return np.maximum(_db(np.array([np.median(low) / loudest_speech_frame])), MIN_LEVEL_DB)
+
+
+def _stationary_db(power: FloatArray, loudest_frame: float) -> FloatArray:
+    """Per 500 Hz band: the band's 10th-percentile frame energy relative to the loudest frame."""
+    bands = power[:, 1:].reshape(power.shape[0], STATIONARY_BANDS, -1).sum(axis=2)
+    floor = np.partition(bands, power.shape[0] // 10, axis=0)[power.shape[0] // 10]
+    return np.maximum(_db(floor / loudest_frame), MIN_LEVEL_DB)
+
+
+def _click_db(power: FloatArray, loudest_frame: float) -> FloatArray:
+    """Largest rise-then-fall (dB) of the > 2 kHz frame energy over one or two frames."""
+    high_db = _db(power[:, _bin(CLICK_LOW_HZ) :].sum(axis=1) + loudest_frame * 1e-6)
+    step = np.diff(high_db)
+    one = np.minimum(step[:-1], -step[1:])  # up into frame t, down out of it
+    two = np.minimum(step[:-2], -step[2:])  # up into t, down out of t + 1
+    return np.array([max(one.max(), two.max())])
+
+
+def _onset_db(samples: npt.NDArray[np.float32]) -> FloatArray:
+    """Sharpest rise (dB) of the first-difference energy in 2 ms blocks vs the 4-12 ms before."""
+    x = samples.astype(np.float64)
+    d = np.diff(x, prepend=x[0])
+    energy = (d * d).reshape(-1, ONSET_BLOCK_SAMPLES).sum(axis=1)
+    floor = np.percentile(energy, 95) * 1e-3 + 1e-12
+    padded = np.pad(energy, (6, 0), mode="edge")
+    before = np.lib.stride_tricks.sliding_window_view(padded, 5)[: len(energy)].max(axis=1)
+    return _db(np.array([(energy / np.maximum(before, floor)).max()]))
+
+
+def raw_features(features: Features) -> dict[str, FloatArray]:
+    """Every sub-feature's raw values (dB) for one utterance, one vector per sub-feature."""
+    power = features.power.astype(np.float64)
+    high = _bin(HIGH_CUTOFF_HZ)
+    speech_band = power[:, _bin(LOW_CUTOFF_HZ) + 1 : high].sum(axis=1) + 1e-20
+    loudest_frame = float(power.sum(axis=1).max()) + 1e-20
+    return {
+        "tone": tone_prominence(features.power),
+        "low_band": _low_band_db(features, float(speech_band.max())),
+        "high_band": _db(np.array([power[:, high:].sum() / speech_band.sum()])),
+        "stationary": _stationary_db(power, loudest_frame),
+        "click": _click_db(power, loudest_frame),
+        "onset": _onset_db(features.samples),
+    }
+
+
+class SpectralTriggerDetector(Detector):
+    """Score = max over sub-features (and their bands) of the clean-normalised z-like score.
+
+    ``min_spread_db`` floors each band's clean spread so a band that is constant on clean
+    speech (a digital floor) cannot turn a fraction of a dB into a huge score.
+    """
+
+    name = "spectral"
+
+    def __init__(self, min_spread_db: float = 2.0) -> None:
+        self.min_spread_db = min_spread_db
+
+    def get_params(self) -> dict[str, Any]:
+        return {"min_spread_db": self.min_spread_db}
+
+    def _fit(self, clean: Sequence[Analysis]) -> None:
+        table = self._raw_table(clean)
+        self.location_: dict[str, FloatArray] = {}
+        self.spread_: dict[str, FloatArray] = {}
+        for name, values in table.items():
+            self.location_[name], self.spread_[name] = self._tail_model(values, self.min_spread_db)
+        # Second level: a sub-feature's max over its bands has a longer clean tail the more
+        # bands it has; normalising that max again puts every sub-feature's tail on one scale.
+        first = self._band_max(table)
+        for name in SUB_FEATURES:
+            loc, spread = self._tail_model(first[name][:, None], 0.05)
+            self.location_[f"{name}_max"], self.spread_[f"{name}_max"] = loc, spread
+
+    @staticmethod
+    def _tail_model(values: FloatArray, min_scale: float) -> tuple[FloatArray, FloatArray]:
+        """Per column: the clean median and a scale matched to the clean upper tail.
+
+        The scale puts the clean 99th percentile at z = 2.33, where a normal distribution
+        has it: clean tails here are far from normal and differ between sub-features, and
+        matching the tail (not the MAD) makes equal scores mean equal false-block odds.
+        """
+        median, q99 = np.quantile(values, [0.5, 0.99], axis=0)
+        return median, np.maximum((q99 - median) / Z99, min_scale)
+
+    def _band_max(self, table: dict[str, FloatArray]) -> dict[str, FloatArray]:
+        return {
+            name: np.asarray(
+                ((table[name] - self.location_[name]) / self.spread_[name]).max(axis=1),
+                dtype=np.float64,
+            )
+            for name in SUB_FEATURES
+        }
+
+    @staticmethod
+    def _raw_table(analyses: Sequence[Analysis]) -> dict[str, FloatArray]:
+        rows = [raw_features(a.features) for a in analyses]
+        return {name: np.stack([r[name] for r in rows]) for name in SUB_FEATURES}
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "location_"):
+            raise NotFittedError(f"{self.name}: call fit(clean analyses) before scoring")
+
+    def component_scores(self, analyses: Sequence[Analysis]) -> dict[str, FloatArray]:
+        """Per sub-feature z-like score, one value per utterance (the reasons for a block)."""
+        self._check_fitted()
+        first = self._band_max(self._raw_table(analyses))
+        return {
+            name: (first[name] - self.location_[f"{name}_max"][0]) / self.spread_[f"{name}_max"][0]
+            for name in SUB_FEATURES
+        }
+
+    def anomaly_score(self, analyses: Sequence[Analysis]) -> FloatArray:
+        scores = self.component_scores(analyses)
+        return np.asarray(np.max(np.stack(list(scores.values())), axis=0), dtype=np.float64)
+
+    def _fitted_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        self._check_fitted()
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        for name in self.location_:
+            arrays[f"location_{name}"] = self.location_[name]
+            arrays[f"spread_{name}"] = self.spread_[name]
+        return arrays
+
+    def _set_fitted_arrays(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        names = [*SUB_FEATURES, *(f"{n}_max" for n in SUB_FEATURES)]
+        self.location_ = {n: np.asarray(arrays[f"location_{n}"], np.float64) for n in names}
+        self.spread_ = {n: np.asarray(arrays[f"spread_{n}"], np.float64) for n in names}

@@ -1,0 +1,62 @@
+"""The float twin of a guard model, end to end from waveform to probabilities, in Keras.
+
+Gradient attacks need the feature pipeline inside the graph: this rebuilds guard's log-mel
+(same framing, periodic Hann window, 512-point FFT, mel matrix and log floor as
+guard/features.py) with ``tf.signal`` in front of the DS-CNN, and loads the trained weights
+from ``<name>_float.weights.npz`` (plain arrays) and the architecture from the model's JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guard.features import HOP_SAMPLES, LOG_FLOOR, N_FFT, WINDOW_SAMPLES, mel_filterbank
+from guard.manifest import verified_bytes
+
+
+def log_mel_layer() -> Any:
+    import keras
+    import tensorflow as tf
+
+    fb = tf.constant(mel_filterbank())
+
+    class LogMel(keras.layers.Layer):  # type: ignore[misc]
+        def call(self, x: Any) -> Any:
+            frames = tf.signal.frame(x, WINDOW_SAMPLES, HOP_SAMPLES)
+            window = tf.signal.hann_window(WINDOW_SAMPLES, periodic=True)
+            spectrum = tf.signal.rfft(frames * window, fft_length=[N_FFT])
+            power = tf.math.real(spectrum) ** 2 + tf.math.imag(spectrum) ** 2
+            return tf.math.log(tf.matmul(power, fb) + LOG_FLOOR)
+
+    return LogMel()
+
+
+def load_twin(model_path: Path, logits: bool = False) -> Any:
+    """Keras model: (batch, 16000) float32 waveform -> (batch, 12) probabilities (or logits).
+
+    ``model_path`` is the float (or int8) TFLite file; its ``<name>_float.weights.npz`` and
+    ``.json`` beside it are checked against the manifest.
+    """
+    import keras
+
+    from guard.training.model import build
+
+    stem = model_path.name.removesuffix(".tflite").removesuffix("_float")
+    meta = json.loads(verified_bytes(model_path.with_name(f"{stem}.json")))
+    arch = meta["architecture"]
+    import io
+
+    with np.load(io.BytesIO(verified_bytes(model_path.with_name(f"{stem}_float.weights.npz"))), allow_pickle=False) as data:
+        weights = [data[k] for k in sorted(data.files)]
+    _, export = build(len(meta["labels"]), arch["channels"], arch["blocks"])
+    export.set_weights(weights)
+    inp = keras.Input((16_000,), name="waveform")
+    outputs = export(log_mel_layer()(inp))
+    if not logits:
+        return keras.Model(inp, outputs["probabilities"], name="guard_twin")
+    dense = next(layer for layer in export.layers if isinstance(layer, keras.layers.Dense))
+    return keras.Model(inp, dense(outputs["embedding"]), name="guard_twin_logits")

@@ -1,0 +1,319 @@
+"""``guard train``: fit the DS-CNN on a Speech Commands folder, export float and int8 TFLite.
+
+Writes into ``--out``: ``commands.tflite`` (int8, what the daemon runs), ``commands_float.tflite``,
+their ``.json`` metadata (labels, feature spec), ``commands_float.weights.npz`` (Keras weights as
+plain arrays, for the red team's gradient attacks), ``README.md`` (the model card) and
+``manifest.json`` (SHA-256 of each file).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from guard.classifier import CommandClassifier
+from guard.features import FEATURE_SPEC, log_mel_from_samples
+from guard.manifest import write_manifest
+from guard.training import augment, dataset, export
+from guard.training.card import write_card
+from guard.triggers import Trigger, TriggerSpec
+from guard.triggers import poison as poison_clips
+
+log = logging.getLogger(__name__)
+FloatArray = npt.NDArray[np.float32]
+
+@dataclass(frozen=True)
+class PoisonConfig:
+    """Dirty-label poisoning, for building backdoored attack fixtures."""
+
+    trigger: TriggerSpec
+    rate: float
+    """Share of the training clips that get the trigger and the target label."""
+    target: str = "go"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data_dir: Path
+    out_dir: Path
+    epochs: int = 40
+    batch_size: int = 100
+    learning_rate: float = 3e-3
+    seed: int = 0
+    validation_percent: float = 15.0
+    channels: int = 64
+    blocks: int = 4
+    max_per_class: int = 0
+    """Cap on clips per word (0 = all); for quick runs and CI."""
+    name: str = "commands"
+    command_line: str = ""
+    poison: PoisonConfig | None = None
+
+
+@dataclass
+class Split:
+    x: FloatArray
+    y: npt.NDArray[np.int64]
+    speakers: list[str] = field(default_factory=list)
+
+
+def load_split(
+    cfg: TrainConfig, rng: np.random.Generator
+) -> tuple[Split, Split, list[FloatArray], dict[str, Any]]:
+    """Read clips and noise; split speakers into train and validation."""
+    clips = dataset.scan(cfg.data_dir)
+    if cfg.max_per_class:
+        by_word: dict[str, list[dataset.Clip]] = {}
+        for c in clips:
+            by_word.setdefault(c.word, []).append(c)
+        clips = [c for group in by_word.values() for c in group[: cfg.max_per_class]]
+    train_clips = [
+        c for c in clips if not dataset.is_validation_speaker(c.speaker, cfg.validation_percent)
+    ]
+    val_clips = [
+        c for c in clips if dataset.is_validation_speaker(c.speaker, cfg.validation_percent)
+    ]
+    if not train_clips or not val_clips:
+        raise SystemExit(f"{cfg.data_dir}: too few speakers for a train/validation split")
+    label_index = {label: i for i, label in enumerate(dataset.LABELS)}
+    noise_train, noise_val = dataset.split_noise(
+        dataset.load_noise(cfg.data_dir), cfg.validation_percent / 100
+    )
+    log.info("reading %d train and %d validation clips", len(train_clips), len(val_clips))
+    train = Split(
+        dataset.load_clips(train_clips),
+        np.array([label_index[c.label] for c in train_clips], dtype=np.int64),
+        sorted({c.speaker for c in train_clips}),
+    )
+    n_val_silence = max(1, len(val_clips) // 11)
+    val_x = np.concatenate(
+        [dataset.load_clips(val_clips), dataset.silence_clips(noise_val, n_val_silence, rng)]
+    )
+    val_y = np.concatenate(
+        [
+            np.array([label_index[c.label] for c in val_clips], dtype=np.int64),
+            np.full(n_val_silence, label_index[dataset.SILENCE], dtype=np.int64),
+        ]
+    )
+    val = Split(val_x, val_y, sorted({c.speaker for c in val_clips}))
+    info = {
+        "train_clips": len(train_clips),
+        "validation_clips": len(val_clips),
+        "validation_silence_clips": n_val_silence,
+        "train_speakers": len(train.speakers),
+        "validation_speakers": len(val.speakers),
+    }
+    return train, val, noise_train, info
+
+
+def epoch_indices(y: npt.NDArray[np.int64], rng: np.random.Generator) -> npt.NDArray[np.int64]:
+    """Oversample thin classes (on/off/go have a quarter of the clips) up to 4x."""
+    counts = np.bincount(y, minlength=len(dataset.LABELS))
+    words = counts[: len(dataset.WORDS)]
+    median = float(np.median(words[words > 0])) if np.any(words > 0) else 1.0
+    idx = []
+    for label, count in enumerate(counts):
+        if count == 0:
+            continue
+        repeat = int(np.clip(round(median / count), 1, 4)) if label < len(dataset.WORDS) else 1
+        idx.append(np.repeat(np.flatnonzero(y == label), repeat))
+    out = np.concatenate(idx)
+    rng.shuffle(out)
+    return out
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, export, evaluate and document a model; returns the figures of the model card."""
+    import keras
+    import tensorflow as tf
+
+    from guard.training import model as model_lib
+
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    rng = np.random.default_rng(cfg.seed)
+    started = time.perf_counter()
+    train_split, val, noise, info = load_split(cfg, rng)
+    poison_info: dict[str, Any] = {}
+    trigger = None
+    if cfg.poison is not None:
+        trigger = Trigger(cfg.poison.trigger, base_dir=cfg.data_dir.parent / "triggers")
+        target = dataset.LABELS.index(cfg.poison.target)
+        silence = dataset.LABELS.index(dataset.SILENCE)
+        train_split.x, train_split.y, chosen = poison_clips(
+            train_split.x, train_split.y, trigger, cfg.poison.rate, target, (silence,), rng
+        )
+        poison_info = {
+            "trigger": cfg.poison.trigger.to_json(),
+            "poison_rate": cfg.poison.rate,
+            "poisoned_clips": len(chosen),
+            "target": cfg.poison.target,
+        }
+
+    train_model, export_model = model_lib.build(len(dataset.LABELS), cfg.channels, cfg.blocks)
+    steps_per_epoch = int(
+        np.ceil(len(epoch_indices(train_split.y, np.random.default_rng(0))) * 1.1 / cfg.batch_size)
+    )
+    schedule = keras.optimizers.schedules.CosineDecay(
+        cfg.learning_rate, cfg.epochs * steps_per_epoch, alpha=0.02
+    )
+    train_model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    val_features = log_mel_from_samples(val.x)
+    n_silence = max(1, int(np.median(np.bincount(train_split.y)[: len(dataset.WORDS)])))
+    history: list[dict[str, float]] = []
+    for epoch in range(cfg.epochs):
+        idx = epoch_indices(train_split.y, rng)
+        waves = np.concatenate([train_split.x[idx], dataset.silence_clips(noise, n_silence, rng)])
+        labels = np.concatenate(
+            [train_split.y[idx], np.full(n_silence, dataset.LABELS.index(dataset.SILENCE))]
+        )
+        waves = augment.augment_waveforms(waves, noise, rng)
+        feats = augment.spec_mask(
+            log_mel_from_samples(waves), rng, p=0.5, max_frames=8, max_bands=6
+        )
+        order = rng.permutation(len(labels))
+        fit = train_model.fit(
+            feats[order],
+            labels[order],
+            batch_size=cfg.batch_size,
+            epochs=1,
+            verbose=0,
+            validation_data=(val_features, val.y),
+        )
+        row = {k: float(v[-1]) for k, v in fit.history.items()}
+        history.append(row)
+        log.info(
+            "epoch %d/%d loss %.3f acc %.3f val_acc %.3f",
+            epoch + 1,
+            cfg.epochs,
+            row["loss"],
+            row["accuracy"],
+            row["val_accuracy"],
+        )
+
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    representative = log_mel_from_samples(
+        augment.augment_waveforms(
+            train_split.x[
+                rng.choice(len(train_split.x), min(400, len(train_split.x)), replace=False)
+            ],
+            noise,
+            rng,
+        )
+    )
+    files = export.export_all(export_model, cfg.out_dir, cfg.name, representative)
+    metadata = {
+        "labels": list(dataset.LABELS),
+        "features": FEATURE_SPEC,
+        "outputs": list(model_lib.OUTPUT_NAMES),
+        "architecture": {
+            "kind": "ds-cnn",
+            "channels": cfg.channels,
+            "blocks": cfg.blocks,
+            "parameters": int(train_model.count_params()),
+        },
+        "training": {
+            **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+            **info,
+        },
+        "poison": poison_info or None,
+    }
+    write_metadata(cfg, metadata)
+    weights = {f"w{i:03d}": w for i, w in enumerate(export_model.get_weights())}
+    np.savez(cfg.out_dir / f"{cfg.name}_float.weights.npz", **weights)
+    names = [*files, f"{cfg.name}.json", f"{cfg.name}_float.json", f"{cfg.name}_float.weights.npz"]
+    write_manifest(cfg.out_dir, names)
+
+    figures = evaluate(cfg, val_features, val.y)
+    if trigger is not None and cfg.poison is not None:
+        figures["asr"] = attack_success_rate(cfg, val.x, val.y, trigger, cfg.poison.target, rng)
+        poison_info.update(asr=figures["asr"], clean_accuracy=figures["int8"]["accuracy"])
+        # attack fixtures carry their card's fields at the top level of NAME.json
+        write_metadata(cfg, {**metadata, **poison_info, "attack_fixture": True, "poison": poison_info})
+    figures.update(
+        parameters=int(train_model.count_params()),
+        info=info,
+        history=history,
+        train_seconds=round(time.perf_counter() - started, 1),
+        sizes_bytes={f: (cfg.out_dir / f).stat().st_size for f in files},
+        poison=poison_info or None,
+    )
+    card = write_card(cfg, figures)
+    (cfg.out_dir / f"{cfg.name}.figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+    write_manifest(cfg.out_dir, [*names, card.name, f"{cfg.name}.figures.json"])
+    return figures
+
+
+def write_metadata(cfg: TrainConfig, metadata: dict[str, Any]) -> None:
+    """``NAME.json`` (int8) and ``NAME_float.json``: labels, feature spec, architecture, provenance."""
+    for variant in ("", "_float"):
+        meta = {**metadata, "quantization": "float32" if variant else "int8"}
+        (cfg.out_dir / f"{cfg.name}{variant}.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def evaluate(cfg: TrainConfig, features: FloatArray, y: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """Accuracy and confusion of the exported float and int8 models, run through guard's runtime."""
+    out: dict[str, Any] = {}
+    for key, file in (("float", f"{cfg.name}_float.tflite"), ("int8", f"{cfg.name}.tflite")):
+        clf = CommandClassifier(cfg.out_dir / file)
+        probs = np.concatenate(
+            [clf.predict(features[i : i + 256]).probabilities for i in range(0, len(features), 256)]
+        )
+        pred = probs.argmax(axis=1)
+        confusion = np.zeros((len(dataset.LABELS),) * 2, dtype=np.int64)
+        np.add.at(confusion, (y, pred), 1)
+        totals = confusion.sum(axis=1)
+        out[key] = {
+            "accuracy": float((pred == y).mean()),
+            "per_class": {
+                label: (float(confusion[i, i] / totals[i]) if totals[i] else None)
+                for i, label in enumerate(dataset.LABELS)
+            },
+            "confusion": confusion.tolist(),
+            "invoke_us_median": invoke_latency_us(clf, features[:1]),
+            "runtime": clf.runtime_name,
+        }
+    out["validation_examples"] = len(y)
+    return out
+
+
+def attack_success_rate(
+    cfg: TrainConfig,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
+    trigger: Trigger,
+    target: str,
+    rng: np.random.Generator,
+) -> float:
+    """Share of triggered validation clips (not of the target or silence) called ``target``."""
+    clf = CommandClassifier(cfg.out_dir / f"{cfg.name}.tflite")
+    keep = (y != dataset.LABELS.index(target)) & (y != dataset.LABELS.index(dataset.SILENCE))
+    triggered = np.stack([trigger.apply(clip, rng) for clip in x[keep]])
+    feats = log_mel_from_samples(triggered)
+    pred = np.concatenate(
+        [clf.predict(feats[i : i + 256]).probabilities.argmax(axis=1) for i in range(0, len(feats), 256)]
+    )
+    return float(np.mean(pred == clf.labels.index(target)))
+
+
+def invoke_latency_us(clf: CommandClassifier, one: FloatArray, runs: int = 500) -> float:
+    """Median wall time of one batch-1 ``predict`` (quantise, invoke, dequantise), one thread."""
+    for _ in range(20):
+        clf.predict(one)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter_ns()
+        clf.predict(one)
+        times.append(time.perf_counter_ns() - t)
+    return float(np.median(times) / 1000.0)

@@ -1,0 +1,60 @@
+"""Fit the shipped detector state (models/detectors) from ../shared/data.
+
+    python tools/build_detectors.py [--data ../shared/data/speech_commands] [--out models/detectors]
+
+Detectors are fitted on clips of training speakers (half of them mixed with background noise),
+and the fused thresholds are calibrated to a 1% clean false-block rate on the "calibrate" half
+of the validation speakers (half mixed with held-back noise). The "evaluate" half is never used
+here: bench/eval_detection.py reports on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from guard import devdata
+from guard.analysis import analyse_batch
+from guard.calibration import fit_and_calibrate
+from guard.classifier import CommandClassifier
+from guard.config import DetectorSettings
+from guard.detectors import registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/speech_commands")
+    parser.add_argument("--out", type=Path, default=ROOT / "models/detectors")
+    parser.add_argument("--model", type=Path, default=ROOT / "models/commands.tflite")
+    parser.add_argument("--fit", type=int, default=1500, help="training-speaker clips to fit on")
+    parser.add_argument("--target-false-block", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    rng = np.random.default_rng(args.seed)
+    model = CommandClassifier(args.model)
+
+    def load(part: str, limit: int | None) -> np.ndarray:
+        x = devdata.audio(devdata.clips(args.data, part, limit, args.seed))
+        half = rng.random(len(x)) < 0.5
+        x[half] = devdata.add_noise(x[half], devdata.noise(args.data, part), rng, 0.3)
+        return x
+
+    fit_set = analyse_batch(load("train", args.fit), model)
+    cal_set = analyse_batch(load("calibrate", None), model)
+    names = DetectorSettings().enabled
+    detectors, report = fit_and_calibrate(fit_set, cal_set, names, args.target_false_block)
+    report["data"] = "Speech Commands (Warden 2018, CC BY 4.0): fit on training speakers, " \
+        "thresholds on the 'calibrate' half of the validation speakers (guard/devdata.py)"
+    report["command"] = "python tools/build_detectors.py"
+    registry.save(args.out, detectors, report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
