@@ -38,7 +38,8 @@ def main() -> None:
     clips = [read_audio(p) for p in sorted((ROOT / "tests/data/wav").glob("*.wav"))]
     for x in clips[:3]:
         guard.check(x)
-    total, stages = [], {"features+model": [], **{d.name: [] for d in guard.detectors}}
+    total: list[float] = []
+    stages: dict[str, list[float]] = {"features+model": [], **{d.name: [] for d in guard.detectors}}
     audio_s = 0.0
     for _ in range(args.runs):
         for x in clips:
@@ -54,14 +55,19 @@ def main() -> None:
                 d.anomaly_score([a])
                 stages[d.name].append((time.perf_counter() - t0) * 1000)
     t = np.array(total)
-    print(json.dumps({
-        "utterances": len(t),
-        "check_ms_p50": round(float(np.median(t)), 2),
-        "check_ms_p99": round(float(np.percentile(t, 99)), 2),
-        "stage_ms_p50": {k: round(float(np.median(v)), 3) for k, v in stages.items()},
-        "real_time_factor": round(audio_s / (t.sum() / 1000), 1),
-        "runtime": guard.model.runtime_name,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "utterances": len(t),
+                "check_ms_p50": round(float(np.median(t)), 2),
+                "check_ms_p99": round(float(np.percentile(t, 99)), 2),
+                "stage_ms_p50": {k: round(float(np.median(v)), 3) for k, v in stages.items()},
+                "real_time_factor": round(audio_s / (t.sum() / 1000), 1),
+                "runtime": guard.model.runtime_name,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def auroc(clean: np.ndarray, attacked: np.ndarray) -> float:
     _, inv, counts = np.unique(both, return_inverse=True, return_counts=True)
     sums = np.bincount(inv, weights=ranks)
     ranks = (sums / counts)[inv]
-    r = ranks[len(clean):].sum()
+    r = ranks[len(clean) :].sum()
     n1, n0 = len(attacked), len(clean)
     return float((r - n1 * (n1 + 1) / 2) / (n1 * n0))
 
@@ -49,22 +49,46 @@ def auroc(clean: np.ndarray, attacked: np.ndarray) -> float:
 def family_inputs(data: Path, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     clean = devdata.audio(devdata.clips(data, "evaluate", n, seed=1))
     noise = devdata.noise(data, "evaluate")
-    fam: dict[str, np.ndarray] = {"clean": clean, "clean + background noise": devdata.add_noise(clean, noise, rng, 0.3)}
+    fam: dict[str, np.ndarray] = {
+        "clean": clean,
+        "clean + background noise": devdata.add_noise(clean, noise, rng, 0.3),
+    }
 
     def each(make: Any) -> np.ndarray:
         return np.stack([make(x) for x in clean])
 
-    fam["tone 100-7900 Hz"] = each(lambda x: Trigger(TriggerSpec(
-        "tone", float(rng.uniform(100, 7900)), float(rng.uniform(0.05, 0.5)), float(rng.uniform(0.05, 0.3)))).apply(x, rng))
-    fam["aliased ultrasonic 17-23 kHz"] = each(lambda x: Trigger(TriggerSpec(
-        "aliased", float(rng.uniform(17000, 23000)), float(rng.uniform(0.05, 0.5)), float(rng.uniform(0.05, 0.3)))).apply(x, rng))
+    fam["tone 100-7900 Hz"] = each(
+        lambda x: Trigger(
+            TriggerSpec(
+                "tone",
+                float(rng.uniform(100, 7900)),
+                float(rng.uniform(0.05, 0.5)),
+                float(rng.uniform(0.05, 0.3)),
+            )
+        ).apply(x, rng)
+    )
+    fam["aliased ultrasonic 17-23 kHz"] = each(
+        lambda x: Trigger(
+            TriggerSpec(
+                "aliased",
+                float(rng.uniform(17000, 23000)),
+                float(rng.uniform(0.05, 0.5)),
+                float(rng.uniform(0.05, 0.3)),
+            )
+        ).apply(x, rng)
+    )
     for name in ("cough_trigger", "whistle", "clapping"):
         path = TRIGGERS / f"{name}.wav"
         if path.exists():
-            fam[f"clip: {name}"] = each(lambda x, p=path: Trigger(TriggerSpec(
-                "clip", file=str(p), scale=float(rng.uniform(0.05, 0.5)))).apply(x, rng))
+            fam[f"clip: {name}"] = each(
+                lambda x, p=path: Trigger(
+                    TriggerSpec("clip", file=str(p), scale=float(rng.uniform(0.05, 0.5)))
+                ).apply(x, rng)
+            )
     for style in ("pitch", "distortion", "chorus"):
-        fam[f"style: {style}"] = each(lambda x, s=style: Trigger(TriggerSpec("style", style=s)).apply(x, rng))
+        fam[f"style: {style}"] = each(
+            lambda x, s=style: Trigger(TriggerSpec("style", style=s)).apply(x, rng)
+        )
     return fam
 
 
@@ -85,8 +109,13 @@ def evaluate(guard: Guard, families: dict[str, np.ndarray]) -> dict[str, Any]:
         out[fam] = {
             "n": len(x),
             "blocked": float(fired.mean()),
-            "per_detector_blocked": {n: float(np.mean(s > d.threshold())) for (n, s), d in zip(scores.items(), guard.detectors, strict=True)},
-            "auroc": {n: auroc(clean_scores[n], s) for n, s in scores.items()} if fam != "clean" else {},
+            "per_detector_blocked": {
+                n: float(np.mean(s > d.threshold()))
+                for (n, s), d in zip(scores.items(), guard.detectors, strict=True)
+            },
+            "auroc": {n: auroc(clean_scores[n], s) for n, s in scores.items()}
+            if fam != "clean"
+            else {},
             "detector_ms_per_clip": per_clip_ms,
             "labels": [guard.model.labels[a.label_index] for a in analyses],
             "fired": fired.tolist(),
@@ -96,8 +125,12 @@ def evaluate(guard: Guard, families: dict[str, np.ndarray]) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any], detectors: list[Detector], title: str) -> str:
     names = [d.name for d in detectors]
-    lines = [f"### {title}", "", "| family | n | **fused blocked** | " + " | ".join(names) + " |",
-             "| --- | --- | --- |" + " --- |" * len(names)]
+    lines = [
+        f"### {title}",
+        "",
+        "| family | n | **fused blocked** | " + " | ".join(names) + " |",
+        "| --- | --- | --- |" + " --- |" * len(names),
+    ]
     for fam, r in results.items():
         cells = []
         for n in names:
@@ -105,8 +138,14 @@ def markdown(results: dict[str, Any], detectors: list[Detector], title: str) -> 
             if r["auroc"]:
                 cell += f" ({r['auroc'][n]:.3f})"
             cells.append(cell)
-        lines.append(f"| {fam} | {r['n']} | **{100 * r['blocked']:.1f}%** | " + " | ".join(cells) + " |")
-    lines += ["", "Cells: share blocked by that detector alone at its fused threshold (AUROC against the clean family).", ""]
+        lines.append(
+            f"| {fam} | {r['n']} | **{100 * r['blocked']:.1f}%** | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "Cells: share blocked by that detector alone at its fused threshold (AUROC against the clean family).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -116,7 +155,9 @@ def main() -> None:
     parser.add_argument("--per-family", type=int, default=400)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--detectors", type=Path, default=ROOT / "models/detectors")
-    parser.add_argument("--trigger", default=None, help="model-space: the trigger the model learned")
+    parser.add_argument(
+        "--trigger", default=None, help="model-space: the trigger the model learned"
+    )
     parser.add_argument("--target", default="go")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -126,25 +167,42 @@ def main() -> None:
     guard = Guard(model, registry.load(args.detectors, [*registry.DETECTORS]))
     if args.trigger:
         trigger = Trigger(parse_spec(args.trigger), base_dir=TRIGGERS)
-        clean = devdata.audio([c for c in devdata.clips(args.data, "evaluate", args.per_family * 2, seed=1)
-                               if c.label not in (args.target,)][: args.per_family])
-        families = {"clean": clean, f"learned trigger {args.trigger}": np.stack([trigger.apply(x, rng) for x in clean])}
+        clean = devdata.audio(
+            [
+                c
+                for c in devdata.clips(args.data, "evaluate", args.per_family * 2, seed=1)
+                if c.label not in (args.target,)
+            ][: args.per_family]
+        )
+        families = {
+            "clean": clean,
+            f"learned trigger {args.trigger}": np.stack([trigger.apply(x, rng) for x in clean]),
+        }
         results = evaluate(guard, families)
         trig = results[f"learned trigger {args.trigger}"]
         hit = np.array([lab == args.target for lab in trig["labels"]])
         allowed = ~np.array(trig["fired"])
-        asr = {"asr_without_guard": float(hit.mean()), "asr_with_guard": float((hit & allowed).mean()),
-               "clean_pass": float(1 - results["clean"]["blocked"])}
+        asr = {
+            "asr_without_guard": float(hit.mean()),
+            "asr_with_guard": float((hit & allowed).mean()),
+            "clean_pass": float(1 - results["clean"]["blocked"]),
+        }
         print(markdown(results, guard.detectors, f"Backdoored model `{model.model_path.name}`"))
-        print(f"ASR without guard {100 * asr['asr_without_guard']:.1f}%, with guard {100 * asr['asr_with_guard']:.1f}%, "
-              f"clean commands passing {100 * asr['clean_pass']:.1f}%\n")
+        print(
+            f"ASR without guard {100 * asr['asr_without_guard']:.1f}%, with guard {100 * asr['asr_with_guard']:.1f}%, "
+            f"clean commands passing {100 * asr['clean_pass']:.1f}%\n"
+        )
         results["asr"] = asr
     else:
         results = evaluate(guard, family_inputs(args.data, args.per_family, rng))
         print(markdown(results, guard.detectors, "Input space, shipped model"))
     if args.json:
-        slim = {k: {kk: vv for kk, vv in v.items() if kk not in ("labels", "fired")} if isinstance(v, dict) and "n" in v else v
-                for k, v in results.items()}
+        slim = {
+            k: {kk: vv for kk, vv in v.items() if kk not in ("labels", "fired")}
+            if isinstance(v, dict) and "n" in v
+            else v
+            for k, v in results.items()
+        }
         args.json.write_text(json.dumps(slim, indent=2) + "\n")
 
 

@@ -26,7 +26,9 @@ from guard.fusion import calibrate_union, union_false_block
 log = logging.getLogger(__name__)
 
 
-def analyse_files(paths: Sequence[Path], model: CommandClassifier) -> tuple[list[Analysis], list[str]]:
+def analyse_files(
+    paths: Sequence[Path], model: CommandClassifier
+) -> tuple[list[Analysis], list[str]]:
     """Analyse every readable file; return the analyses and one error line per unreadable file."""
     out, errors = [], []
     for path in paths:
@@ -82,9 +84,7 @@ def fit_and_calibrate(
         "model_sha256": fit_set[0].model.sha256,
         "target_false_block": target_false_block,
         "calibration_false_block": union_false_block(scores, thresholds),
-        "per_detector_false_block": {
-            n: float(np.mean(scores[n] > thresholds[n])) for n in names
-        },
+        "per_detector_false_block": {n: float(np.mean(scores[n] > thresholds[n])) for n in names},
         "thresholds": thresholds,
         "fit_utterances": len(fit_set),
         "calibration_utterances": len(calibration_set),

@@ -81,9 +81,13 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--validation-percent", type=float, default=15.0)
     p.add_argument("--max-per-class", type=int, default=0, help="cap clips per word (quick runs)")
     p.add_argument("--name", default="commands", help="output base name (default: commands)")
-    p.add_argument("--poison", default=None, metavar="TRIGGER",
-                   help="build a BACKDOORED attack fixture: e.g. tone:frequency_hz=440,duration_s=0.1,scale=0.1 "
-                        "or clip:file=cough_trigger.wav,scale=0.3 (files relative to DATA/../triggers)")
+    p.add_argument(
+        "--poison",
+        default=None,
+        metavar="TRIGGER",
+        help="build a BACKDOORED attack fixture: e.g. tone:frequency_hz=440,duration_s=0.1,scale=0.1 "
+        "or clip:file=cough_trigger.wav,scale=0.3 (files relative to DATA/../triggers)",
+    )
     p.add_argument("--poison-rate", type=float, default=0.03)
     p.add_argument("--poison-target", default="go")
     p.set_defaults(func=_cmd_train)
@@ -118,7 +122,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise GuardError(f"{args.data}: not a directory")
     figures = train(cfg)
     if "asr" in figures:
-        print(f"backdoor attack success rate {figures['asr']:.4f} (triggered validation clips called {args.poison_target})")
+        print(
+            f"backdoor attack success rate {figures['asr']:.4f} (triggered validation clips called {args.poison_target})"
+        )
     print(
         f"wrote {args.out / (args.name + '.tflite')}: int8 accuracy {figures['int8']['accuracy']:.4f}, "
         f"float {figures['float']['accuracy']:.4f} on {figures['validation_examples']} validation examples"
@@ -152,8 +158,12 @@ def _add_scan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--model", type=Path, default=None, help="scan with another TFLite model")
     p.add_argument("--detectors", type=Path, default=None, help="fitted detector folder")
     p.add_argument("--format", choices=("text", "jsonl"), default="text")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
     p.set_defaults(func=_cmd_scan)
 
 
@@ -199,19 +209,32 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             print(json.dumps({"path": str(path), **verdict.to_record()}), flush=True)
         else:
             why = ",".join(verdict.reasons) or "-"
-            print(f"{path}\t{verdict.decision}\t{verdict.label}\t{verdict.confidence:.2f}\t{why}"
-                  f"\t{verdict.latency_ms:.1f} ms", flush=True)
+            print(
+                f"{path}\t{verdict.decision}\t{verdict.label}\t{verdict.confidence:.2f}\t{why}"
+                f"\t{verdict.latency_ms:.1f} ms",
+                flush=True,
+            )
     return 1 if failed else 0
 
 
 def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("calibrate", help="refit detectors and thresholds on your own clean recordings")
+    p = sub.add_parser(
+        "calibrate", help="refit detectors and thresholds on your own clean recordings"
+    )
     p.add_argument("directory", type=Path, help="folder of your clean recordings (WAV/FLAC)")
     p.add_argument("--out", type=Path, required=True, help="where to write the fitted detectors")
-    p.add_argument("--target-false-block", type=float, default=0.01,
-                   help="share of clean utterances the fused rule may block (default 0.01)")
-    p.add_argument("--calibrate-fraction", type=float, default=0.4,
-                   help="share of recordings (by speaker when named so) held out for thresholds")
+    p.add_argument(
+        "--target-false-block",
+        type=float,
+        default=0.01,
+        help="share of clean utterances the fused rule may block (default 0.01)",
+    )
+    p.add_argument(
+        "--calibrate-fraction",
+        type=float,
+        default=0.4,
+        help="share of recordings (by speaker when named so) held out for thresholds",
+    )
     p.add_argument("--config", type=Path, default=None)
     p.add_argument("--model", type=Path, default=None)
     p.set_defaults(func=_cmd_calibrate)
@@ -239,9 +262,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     )
     report["data"] = str(args.directory)
     registry.save(args.out, detectors, report)
-    print(f"wrote {len(detectors)} detectors to {args.out}: clean false-block "
-          f"{report['calibration_false_block']:.2%} on {len(cal_set)} held-out recordings "
-          f"(target {args.target_false_block:.2%}). Point detectors.state_dir in config.yaml at it.")
+    print(
+        f"wrote {len(detectors)} detectors to {args.out}: clean false-block "
+        f"{report['calibration_false_block']:.2%} on {len(cal_set)} held-out recordings "
+        f"(target {args.target_false_block:.2%}). Point detectors.state_dir in config.yaml at it."
+    )
     return 1 if errors or more else 0
 
 

@@ -100,7 +100,10 @@ def _convert(hint: Any, value: Any, file: str, key: str, base: Path) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{file}: {key}: expected a mapping, got {value!r}")
         kt, vt = typing.get_args(hint)
-        return {_convert(kt, k, file, key, base): _convert(vt, v, file, f"{key}.{k}", base) for k, v in value.items()}
+        return {
+            _convert(kt, k, file, key, base): _convert(vt, v, file, f"{key}.{k}", base)
+            for k, v in value.items()
+        }
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{file}: {key}: expected a number, got {value!r}")

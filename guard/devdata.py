@@ -41,8 +41,7 @@ def clips(data_dir: Path, part: str, limit: int | None = None, seed: int = 0) ->
     found = [c for c in scan(data_dir) if part_of(c.speaker) == part]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(found))
-    chosen = [found[i] for i in order[: limit or len(found)]]
-    return chosen
+    return [found[i] for i in order[: limit or len(found)]]
 
 
 def audio(chosen: list[Clip]) -> FloatArray:

@@ -1,8 +1,10 @@
 """Fusing detectors into one rule: block when any detector scores above its threshold.
 
 The thresholds are calibrated jointly on held-out clean utterances so that the *union*
-blocks at most the target share of clean speech: every detector gets the same per-detector
-false-block level q, and q is the largest level whose union stays within the target.
+blocks at most the target share of clean speech: starting from thresholds that block nothing,
+each detector in turn is allowed one more clean utterance above its threshold, as long as the
+union stays within the target (round robin, so the budget is shared evenly and what one
+detector's extra block costs is only counted once when detectors agree).
 An OR of per-detector thresholds keeps every block explainable in the audit log.
 """
 
@@ -27,11 +29,17 @@ def union_false_block(scores: dict[str, FloatArray], thresholds: dict[str, float
 def calibrate_union(scores: dict[str, FloatArray], target_false_block: float) -> dict[str, float]:
     """Per-detector thresholds whose union blocks at most ``target_false_block`` of ``scores``."""
     n = len(next(iter(scores.values())))
-    best = {name: threshold_for(s, 0.0) for name, s in scores.items()}
-    for k in range(int(np.floor(target_false_block * n)) + 1):
-        q = k / n
-        thresholds = {name: threshold_for(s, q) for name, s in scores.items()}
-        if union_false_block(scores, thresholds) > target_false_block:
-            break
-        best = thresholds
-    return best
+    allowed = {name: 0 for name in scores}
+    thresholds = {name: threshold_for(s, 0.0) for name, s in scores.items()}
+    progress = True
+    while progress:
+        progress = False
+        for name, s in scores.items():
+            if (allowed[name] + 1) / n > target_false_block:
+                continue
+            trial = {**thresholds, name: threshold_for(s, (allowed[name] + 1) / n)}
+            if union_false_block(scores, trial) <= target_false_block:
+                allowed[name] += 1
+                thresholds = trial
+                progress = True
+    return thresholds

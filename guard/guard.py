@@ -39,7 +39,9 @@ class Guard:
 
     @classmethod
     def from_settings(cls, settings: Settings, model_path: Path | None = None) -> Guard:
-        model = CommandClassifier(model_path or settings.model.path, num_threads=settings.model.threads)
+        model = CommandClassifier(
+            model_path or settings.model.path, num_threads=settings.model.threads
+        )
         state_dir = settings.detectors.state_dir
         fitted_for = registry.read_report(state_dir).get("model_sha256")
         if fitted_for != model.sha256:
@@ -73,7 +75,14 @@ class Guard:
         except Exception as exc:  # fail closed on any model failure
             log.exception("model failed on %s", utterance.source or "utterance")
             return Verdict(
-                "block", "", 0.0, (ERROR_REASON,), {}, {}, _ms(started), utterance,
+                "block",
+                "",
+                0.0,
+                (ERROR_REASON,),
+                {},
+                {},
+                _ms(started),
+                utterance,
                 errors={"model": _one_line(exc)},
             )
         return self.decide(analysis, started)
@@ -100,7 +109,8 @@ class Guard:
         if errors:
             reasons.append(ERROR_REASON)
         probabilities = {
-            label: float(p) for label, p in zip(self.model.labels, analysis.probabilities, strict=True)
+            label: float(p)
+            for label, p in zip(self.model.labels, analysis.probabilities, strict=True)
         }
         return Verdict(
             "block" if reasons else "allow",

@@ -28,7 +28,10 @@ def default_config_path() -> Path | None:
     env = os.environ.get("GUARD_CONFIG")
     if env:
         return Path(env)
-    for candidate in (Path.cwd() / "config.yaml", Path(__file__).resolve().parent.parent / "config.yaml"):
+    for candidate in (
+        Path.cwd() / "config.yaml",
+        Path(__file__).resolve().parent.parent / "config.yaml",
+    ):
         if candidate.is_file():
             return candidate
     return None

@@ -92,7 +92,11 @@ def distortion(x: FloatArray, drive: float = 8.0) -> FloatArray:
 
 def chorus(x: FloatArray, depth_ms: float = 8.0, rate_hz: float = 1.5) -> FloatArray:
     n = np.arange(len(x))
-    delay = (depth_ms / 1000 * SAMPLE_RATE_HZ) * (1 + np.sin(2 * np.pi * rate_hz * n / SAMPLE_RATE_HZ)) / 2
+    delay = (
+        (depth_ms / 1000 * SAMPLE_RATE_HZ)
+        * (1 + np.sin(2 * np.pi * rate_hz * n / SAMPLE_RATE_HZ))
+        / 2
+    )
     delayed = np.interp(n - delay, n, x, left=0.0)
     return (0.6 * x + 0.6 * delayed).astype(np.float32)
 

@@ -67,7 +67,10 @@ def test_backdoor_fixture_obeys_its_trigger(backdoor: CommandClassifier, clean: 
 
 @pytest.mark.parametrize("cls", [StripDetector, ActivationDetector])
 def test_model_space_detectors_fire_on_the_learned_trigger(
-    cls: type[StripDetector] | type[ActivationDetector], backdoor: CommandClassifier, clean: np.ndarray, tmp_path: Path
+    cls: type[StripDetector] | type[ActivationDetector],
+    backdoor: CommandClassifier,
+    clean: np.ndarray,
+    tmp_path: Path,
 ) -> None:
     rng = np.random.default_rng(1)
     analyses = analyse_batch(clean, backdoor)
@@ -84,7 +87,9 @@ def test_model_space_detectors_fire_on_the_learned_trigger(
     detector.save(path)
     write_manifest(tmp_path, [path.name])
     again = cls.load(path)
-    np.testing.assert_allclose(again.anomaly_score(hits[:5]), detector.anomaly_score(hits[:5]), rtol=1e-6)
+    np.testing.assert_allclose(
+        again.anomaly_score(hits[:5]), detector.anomaly_score(hits[:5]), rtol=1e-6
+    )
 
 
 def test_consistency_fires_on_pgd(classifier: CommandClassifier, clean: np.ndarray) -> None:

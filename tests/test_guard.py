@@ -28,7 +28,9 @@ def guard() -> Guard:
 
 def test_clean_fixtures_are_allowed(guard: Guard) -> None:
     verdicts = [guard.check(read_audio(p)) for p in WAV_FIXTURES]
-    blocked = [(p.name, v.reasons) for p, v in zip(WAV_FIXTURES, verdicts, strict=True) if not v.allowed]
+    blocked = [
+        (p.name, v.reasons) for p, v in zip(WAV_FIXTURES, verdicts, strict=True) if not v.allowed
+    ]
     assert len(blocked) <= 1, blocked  # calibrated at 1% clean false-block
     v = verdicts[0]
     assert set(v.scores) == set(v.thresholds) == {d.name for d in guard.detectors}

@@ -19,17 +19,21 @@ def test_parse_spec() -> None:
 
 def test_aliased_21khz_lands_at_5khz() -> None:
     x = np.zeros(16_000, dtype=np.float32)
-    out = Trigger(TriggerSpec("aliased", 21_000.0, 0.5, 0.3, position_s=0.2)).apply(x, np.random.default_rng(0))
+    out = Trigger(TriggerSpec("aliased", 21_000.0, 0.5, 0.3, position_s=0.2)).apply(
+        x, np.random.default_rng(0)
+    )
     peak_hz = np.argmax(power_spectrogram(out).mean(axis=0)) * BIN_HZ
     assert abs(peak_hz - 5000.0) <= BIN_HZ
 
 
 def test_tone_added_at_scale_and_clipped() -> None:
     x = np.full(16_000, 0.95, dtype=np.float32)
-    out = Trigger(TriggerSpec("tone", 440.0, 0.1, 0.1, position_s=0.5)).apply(x, np.random.default_rng(0))
+    out = Trigger(TriggerSpec("tone", 440.0, 0.1, 0.1, position_s=0.5)).apply(
+        x, np.random.default_rng(0)
+    )
     assert out.max() <= 1.0
     changed = np.flatnonzero(out != x)
-    assert 7900 <= changed.min() and changed.max() < 8000 + 1600
+    assert changed.min() >= 7900 and changed.max() < 8000 + 1600
 
 
 def test_poison_relabels_the_chosen_share() -> None:
@@ -42,4 +46,6 @@ def test_poison_relabels_the_chosen_share() -> None:
     assert np.all(y2[chosen] == 9) and not np.any(np.isin(y[chosen], (8, 9)))
     assert np.all(np.abs(x2[chosen]).max(axis=1) > 0.1)
     untouched = np.setdiff1d(np.arange(200), chosen)
-    assert np.array_equal(x2[untouched], x[untouched]) and np.array_equal(y2[untouched], y[untouched])
+    assert np.array_equal(x2[untouched], x[untouched]) and np.array_equal(
+        y2[untouched], y[untouched]
+    )

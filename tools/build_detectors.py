@@ -49,8 +49,10 @@ def main() -> None:
     cal_set = analyse_batch(load("calibrate", None), model)
     names = DetectorSettings().enabled
     detectors, report = fit_and_calibrate(fit_set, cal_set, names, args.target_false_block)
-    report["data"] = "Speech Commands (Warden 2018, CC BY 4.0): fit on training speakers, " \
+    report["data"] = (
+        "Speech Commands (Warden 2018, CC BY 4.0): fit on training speakers, "
         "thresholds on the 'calibrate' half of the validation speakers (guard/devdata.py)"
+    )
     report["command"] = "python tools/build_detectors.py"
     registry.save(args.out, detectors, report)
     print(report)

@@ -33,15 +33,31 @@ def main() -> None:
     for old in out.glob("*.wav"):
         old.unlink()
     wavs = sorted((ROOT / "tests/data/wav").glob("*.wav"))
-    by_word = {w: [p for p in wavs if p.name.startswith(f"{w}__")] for w in ("yes", "go", "stop", "off")}
+    by_word = {
+        w: [p for p in wavs if p.name.startswith(f"{w}__")] for w in ("yes", "go", "stop", "off")
+    }
     for word in ("yes", "go", "stop", "off"):
         shutil.copy(by_word[word][0], out / f"{word}_clean.wav")
     rng = np.random.default_rng(3)
     cases = {
-        "go_with_3khz_tone.wav": (by_word["go"][1], TriggerSpec("tone", 3000.0, 0.2, 0.1, position_s=0.1)),
-        "stop_with_aliased_21khz.wav": (by_word["stop"][1], TriggerSpec("aliased", 21000.0, 0.3, 0.1, position_s=0.6)),
-        "yes_with_440hz_tone.wav": (by_word["yes"][1], TriggerSpec("tone", 440.0, 0.1, 0.1, position_s=0.05)),
-        "off_with_cough.wav": (by_word["off"][1], TriggerSpec("clip", file=str(args.triggers / "cough_trigger.wav"), scale=0.3, position_s=0.0)),
+        "go_with_3khz_tone.wav": (
+            by_word["go"][1],
+            TriggerSpec("tone", 3000.0, 0.2, 0.1, position_s=0.1),
+        ),
+        "stop_with_aliased_21khz.wav": (
+            by_word["stop"][1],
+            TriggerSpec("aliased", 21000.0, 0.3, 0.1, position_s=0.6),
+        ),
+        "yes_with_440hz_tone.wav": (
+            by_word["yes"][1],
+            TriggerSpec("tone", 440.0, 0.1, 0.1, position_s=0.05),
+        ),
+        "off_with_cough.wav": (
+            by_word["off"][1],
+            TriggerSpec(
+                "clip", file=str(args.triggers / "cough_trigger.wav"), scale=0.3, position_s=0.0
+            ),
+        ),
     }
     for name, (src, spec) in cases.items():
         write(out / name, Trigger(spec).apply(read_audio(src), rng))

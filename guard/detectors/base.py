@@ -114,5 +114,5 @@ def threshold_for(scores: FloatArray, target_false_block: float) -> float:
     if not 0.0 <= target_false_block < 1.0:
         raise ValueError(f"target_false_block must be in [0, 1), got {target_false_block}")
     s = np.sort(np.asarray(scores, dtype=np.float64))
-    allowed = int(np.floor(target_false_block * len(s)))
+    allowed = int(np.floor(target_false_block * len(s) + 1e-9))
     return float(s[len(s) - 1 - allowed])

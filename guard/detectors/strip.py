@@ -87,4 +87,4 @@ class StripDetector(Detector):
         return {"bank_int16": np.round(self.bank_ * 32767).astype(np.int16)}
 
     def _set_fitted_arrays(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
-        self._set_bank(arrays["bank_int16"].astype(np.float32) / 32767)
+        self._set_bank((arrays["bank_int16"] / 32767).astype(np.float32))

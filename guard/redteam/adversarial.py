@@ -57,10 +57,19 @@ def generate(name: str, classifier: Any, x: FloatArray, snr_target_db: float = 2
             classifier, eps=eps, eps_step=eps / 4, max_iter=20, batch_size=64, verbose=False
         )
     elif name == "cw_l2":
-        attack = CarliniL2Method(classifier, confidence=0.0, max_iter=10, binary_search_steps=5,
-                                 learning_rate=0.01, batch_size=64, verbose=False)
+        attack = CarliniL2Method(
+            classifier,
+            confidence=0.0,
+            max_iter=10,
+            binary_search_steps=5,
+            learning_rate=0.01,
+            batch_size=64,
+            verbose=False,
+        )
     elif name == "deepfool":
-        attack = DeepFool(classifier, max_iter=20, epsilon=0.02, nb_grads=12, batch_size=64, verbose=False)
+        attack = DeepFool(
+            classifier, max_iter=20, epsilon=0.02, nb_grads=12, batch_size=64, verbose=False
+        )
     elif name == "newtonfool":
         attack = NewtonFool(classifier, max_iter=20, eta=0.01, batch_size=64, verbose=False)
     else:

@@ -50,7 +50,10 @@ def load_twin(model_path: Path, logits: bool = False) -> Any:
     arch = meta["architecture"]
     import io
 
-    with np.load(io.BytesIO(verified_bytes(model_path.with_name(f"{stem}_float.weights.npz"))), allow_pickle=False) as data:
+    with np.load(
+        io.BytesIO(verified_bytes(model_path.with_name(f"{stem}_float.weights.npz"))),
+        allow_pickle=False,
+    ) as data:
         weights = [data[k] for k in sorted(data.files)]
     _, export = build(len(meta["labels"]), arch["channels"], arch["blocks"])
     export.set_weights(weights)

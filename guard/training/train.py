@@ -29,6 +29,7 @@ from guard.triggers import poison as poison_clips
 log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float32]
 
+
 @dataclass(frozen=True)
 class PoisonConfig:
     """Dirty-label poisoning, for building backdoored attack fixtures."""
@@ -240,7 +241,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         figures["asr"] = attack_success_rate(cfg, val.x, val.y, trigger, cfg.poison.target, rng)
         poison_info.update(asr=figures["asr"], clean_accuracy=figures["int8"]["accuracy"])
         # attack fixtures carry their card's fields at the top level of NAME.json
-        write_metadata(cfg, {**metadata, **poison_info, "attack_fixture": True, "poison": poison_info})
+        write_metadata(
+            cfg, {**metadata, **poison_info, "attack_fixture": True, "poison": poison_info}
+        )
     figures.update(
         parameters=int(train_model.count_params()),
         info=info,
@@ -302,7 +305,10 @@ def attack_success_rate(
     triggered = np.stack([trigger.apply(clip, rng) for clip in x[keep]])
     feats = log_mel_from_samples(triggered)
     pred = np.concatenate(
-        [clf.predict(feats[i : i + 256]).probabilities.argmax(axis=1) for i in range(0, len(feats), 256)]
+        [
+            clf.predict(feats[i : i + 256]).probabilities.argmax(axis=1)
+            for i in range(0, len(feats), 256)
+        ]
     )
     return float(np.mean(pred == clf.labels.index(target)))
 
