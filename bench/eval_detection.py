@@ -22,6 +22,7 @@ import numpy as np
 
 from guard import devdata
 from guard.analysis import Analysis, analyse_batch
+from guard.audio import fit_window, read_audio
 from guard.classifier import CommandClassifier
 from guard.detectors import registry
 from guard.detectors.base import Detector
@@ -89,7 +90,34 @@ def family_inputs(data: Path, n: int, rng: np.random.Generator) -> dict[str, np.
         fam[f"style: {style}"] = each(
             lambda x, s=style: Trigger(TriggerSpec("style", style=s)).apply(x, rng)
         )
+    voices = sorted(MISC.glob("cmu_arctic_*.wav")) + sorted(MISC.glob("p286_*.wav"))
+    if voices:
+        fam["other voices (CMU ARCTIC, VCTK sentences)"] = np.stack(
+            [fit_window(read_audio(p), 16_000) for p in voices]
+        )
     return fam
+
+
+def adversarial_inputs(
+    clean: np.ndarray, model_path: Path, n: int, model: CommandClassifier
+) -> dict[str, np.ndarray]:
+    """ART attacks on the float twin (SNR >= 25 dB budget); keeps the examples that change the
+    int8 model's label (an attack that does not fool the deployed model needs no blocking)."""
+    from guard.redteam.adversarial import ATTACKS, art_classifier, generate, snr_db
+    from guard.redteam.twin import load_twin
+
+    art = art_classifier(load_twin(model_path.with_name("commands_float.tflite"), logits=True))
+    x = clean[:n]
+    before = [a.label for a in analyse_batch(x, model)]
+    out = {}
+    for name in ATTACKS:
+        x_adv = generate(name, art, x[: max(8, n // 3)] if name == "cw_l2" else x)
+        after = [a.label for a in analyse_batch(x_adv, model)]
+        snr = snr_db(x[: len(x_adv)], x_adv)
+        keep = np.array([b != a for b, a in zip(before, after, strict=False)]) & (snr >= 25.0)
+        title = f"adversarial: {name} (fooled int8, SNR >= 25 dB; median {np.median(snr):.0f} dB)"
+        out[title] = x_adv[keep]
+    return out
 
 
 def evaluate(guard: Guard, families: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -161,6 +189,9 @@ def main() -> None:
     parser.add_argument("--target", default="go")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--adversarial", type=int, default=0, help="clips to attack with ART (0 = skip)"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     model = CommandClassifier(args.model or ROOT / "models/commands.tflite")
@@ -194,7 +225,12 @@ def main() -> None:
         )
         results["asr"] = asr
     else:
-        results = evaluate(guard, family_inputs(args.data, args.per_family, rng))
+        families = family_inputs(args.data, args.per_family, rng)
+        if args.adversarial:
+            families.update(
+                adversarial_inputs(families["clean"], model.model_path, args.adversarial, model)
+            )
+        results = evaluate(guard, {k: v for k, v in families.items() if len(v)})
         print(markdown(results, guard.detectors, "Input space, shipped model"))
     if args.json:
         slim = {

@@ -29,7 +29,7 @@ def union_false_block(scores: dict[str, FloatArray], thresholds: dict[str, float
 def calibrate_union(scores: dict[str, FloatArray], target_false_block: float) -> dict[str, float]:
     """Per-detector thresholds whose union blocks at most ``target_false_block`` of ``scores``."""
     n = len(next(iter(scores.values())))
-    allowed = {name: 0 for name in scores}
+    allowed = dict.fromkeys(scores, 0)
     thresholds = {name: threshold_for(s, 0.0) for name, s in scores.items()}
     progress = True
     while progress:

@@ -27,8 +27,10 @@ def test_train_tiny_end_to_end(tmp_path: Path) -> None:
             str(out),
             "--epochs",
             "2",
+            # the fixtures all come from the shipped model's validation speakers (hash < 15%),
+            # so a 7% split puts about half of them on each side
             "--validation-percent",
-            "40",
+            "7",
         ],
         capture_output=True,
         text=True,

@@ -69,10 +69,11 @@ class StripDetector(Detector):
             if int(i) not in chosen:
                 chosen.append(int(i))
         bank = np.stack([clean[i].features.samples for i in chosen])
-        self._set_bank(bank)
+        # stored as 16-bit PCM: quantise now so a saved and reloaded detector scores the same
+        self._set_bank(np.round(bank * 32767).astype(np.int16))
 
-    def _set_bank(self, bank: npt.NDArray[np.float32]) -> None:
-        self.bank_ = bank.astype(np.float32)
+    def _set_bank(self, bank_int16: npt.NDArray[np.int16]) -> None:
+        self.bank_ = (bank_int16 / 32767).astype(np.float32)
         self.bank_spectra_ = stft(self.bank_) * np.float32(self.mix)
 
     def anomaly_score(self, analyses: Sequence[Analysis]) -> FloatArray:
@@ -87,4 +88,4 @@ class StripDetector(Detector):
         return {"bank_int16": np.round(self.bank_ * 32767).astype(np.int16)}
 
     def _set_fitted_arrays(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
-        self._set_bank((arrays["bank_int16"] / 32767).astype(np.float32))
+        self._set_bank(arrays["bank_int16"].astype(np.int16))
