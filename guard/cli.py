@@ -7,13 +7,16 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from guard.errors import GuardError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from guard.config import Settings
 
 log = logging.getLogger("guard")
@@ -32,22 +35,14 @@ def _add_classify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _cmd_classify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from guard.audio import fit_window, iter_audio_paths, read_audio
+    from guard.audio import fit_window
     from guard.classifier import CommandClassifier
     from guard.features import CLIP_SAMPLES, Features
     from guard.paths import default_model_path
 
     clf = CommandClassifier(args.model or default_model_path())
-    failed = 0
-    for path, path_error in iter_audio_paths(args.inputs):
-        try:
-            if path_error is not None:
-                raise path_error
-            samples = read_audio(path)
-        except GuardError as exc:
-            print(f"guard: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
+    reader = AudioInputs(args.inputs)
+    for path, samples in reader:
         features = Features(fit_window(samples, CLIP_SAMPLES))
         probs = clf.predict(features.log_mel).probabilities[0]
         order = np.argsort(probs)[::-1]
@@ -67,7 +62,34 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         else:
             rest = "  ".join(f"{lab} {p:.2f}" for lab, p in top3)
             print(f"{path}\t{label}\t{confidence:.2f}\t[{rest}]", flush=True)
-    return 1 if failed else 0
+    return 1 if reader.failed else 0
+
+
+class AudioInputs:
+    """Iterate ``(path, samples)`` over files and folders; a bad input prints one line
+    ``guard: error: PATH: reason`` on stderr, is counted in ``failed``, and is skipped."""
+
+    def __init__(self, inputs: Sequence[str | Path], progress: bool | None = False) -> None:
+        from guard.audio import iter_audio_paths
+
+        self.items = list(iter_audio_paths(inputs))
+        self.progress = Progress(len(self.items), progress)
+        self.failed = 0
+
+    def __iter__(self) -> Iterator[tuple[Path, npt.NDArray[np.float32]]]:
+        from guard.audio import read_audio
+
+        for path, path_error in self.items:
+            self.progress.step()
+            try:
+                if path_error is not None:
+                    raise path_error
+                samples = read_audio(path)
+            except GuardError as exc:
+                print(f"guard: error: {exc}", file=sys.stderr)
+                self.failed += 1
+                continue
+            yield path, samples
 
 
 def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -182,7 +204,6 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     import dataclasses
 
     from guard.analysis import Utterance
-    from guard.audio import iter_audio_paths, read_audio
     from guard.guard import Guard
 
     settings = _settings(args.config)
@@ -191,19 +212,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             settings, detectors=dataclasses.replace(settings.detectors, state_dir=args.detectors)
         )
     guard = Guard.from_settings(settings, model_path=args.model)
-    items = list(iter_audio_paths(args.inputs))
-    progress = Progress(len(items), args.progress)
-    failed = 0
-    for path, path_error in items:
-        progress.step()
-        try:
-            if path_error is not None:
-                raise path_error
-            samples = read_audio(path)
-        except GuardError as exc:
-            print(f"guard: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
+    reader = AudioInputs(args.inputs, args.progress)
+    for path, samples in reader:
         verdict = guard.check_utterance(Utterance(samples, source=str(path)))
         if args.format == "jsonl":
             print(json.dumps({"path": str(path), **verdict.to_record()}), flush=True)
@@ -214,7 +224,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                 f"\t{verdict.latency_ms:.1f} ms",
                 flush=True,
             )
-    return 1 if failed else 0
+    return 1 if reader.failed else 0
 
 
 def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

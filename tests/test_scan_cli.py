@@ -1,0 +1,72 @@
+"""``guard scan`` and ``guard calibrate`` end to end, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from guard.manifest import verified_bytes
+
+from .conftest import DATA, MODELS, ROOT
+from .test_cli import guard
+
+
+def _rows(stdout: str) -> dict[str, dict[str, object]]:
+    return {Path(str(r["path"])).name: r for r in map(json.loads, stdout.splitlines())}
+
+
+def test_scan_demo_jsonl() -> None:
+    result = guard("scan", "--format", "jsonl", ROOT / "demo")
+    assert result.returncode == 0, result.stderr
+    rows = _rows(result.stdout)
+    assert len(rows) == 8
+    for row in rows.values():
+        assert set(row) >= {
+            "path",
+            "label",
+            "confidence",
+            "verdict",
+            "reasons",
+            "scores",
+            "thresholds",
+            "latency_ms",
+        }
+        assert row["verdict"] in ("allow", "block")
+        assert set(row["scores"]) == set(row["thresholds"])  # type: ignore[arg-type]
+    # the aliased ultrasonic tone and the 3 kHz tone are caught; their clean twins pass
+    assert rows["stop_with_aliased_21khz.wav"]["verdict"] == "block"
+    assert rows["go_with_3khz_tone.wav"]["verdict"] == "block"
+    assert "spectral" in rows["go_with_3khz_tone.wav"]["reasons"]  # type: ignore[operator]
+    for word in ("go", "stop", "yes", "off"):
+        assert rows[f"{word}_clean.wav"]["verdict"] == "allow"
+
+
+def test_scan_bad_file_exit_code(tmp_path: Path) -> None:
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00")
+    result = guard("scan", tmp_path / "broken.wav", ROOT / "demo" / "yes_clean.wav")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("guard: error: ") and "broken.wav" in result.stderr
+    assert len(result.stdout.splitlines()) == 1
+
+
+def test_calibrate_writes_state_the_scan_uses(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    before = {p.name: p.read_bytes() for p in (MODELS / "detectors").iterdir()}
+    result = guard("calibrate", DATA / "wav", "--out", out, "--target-false-block", "0.1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(verified_bytes(out / "calibration.json"))
+    assert report["calibration_false_block"] <= 0.1
+    assert report["fit_utterances"] + report["calibration_utterances"] == 20
+    for name in ("spectral", "gmm", "strip", "activation", "consistency"):
+        verified_bytes(out / f"{name}.npz")
+    scan = guard("scan", "--format", "jsonl", "--detectors", out, ROOT / "demo")
+    assert scan.returncode == 0, scan.stderr
+    assert len(scan.stdout.splitlines()) == 8
+    # the shipped state is untouched
+    assert {p.name: p.read_bytes() for p in (MODELS / "detectors").iterdir()} == before
+
+
+def test_calibrate_refuses_too_few(tmp_path: Path) -> None:
+    result = guard("calibrate", ROOT / "demo", "--out", tmp_path / "x")
+    assert result.returncode == 2
+    assert "need at least 10 recordings" in result.stderr
