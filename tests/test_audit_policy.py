@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+from guard.audio import read_audio
+from guard.audit import AuditLog, ClipStore, read_records
+from guard.guard import Guard
+from guard.policy import Policy, PolicySettings
+from guard.verdict import Verdict
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def verdicts() -> dict[str, Verdict]:
+    guard = Guard.from_config(ROOT / "config.yaml")
+    return {
+        p.stem: guard.check(read_audio(p), source=str(p))
+        for p in sorted((ROOT / "demo").glob("*.wav"))
+    }
+
+
+def test_policy_floor_refractory_and_blocked(verdicts: dict[str, Verdict]) -> None:
+    go = verdicts["go_clean"]
+    assert go.allowed and go.label == "go"
+    policy = Policy(PolicySettings(refractory_s=5.0, confidence_floor=0.5))
+    assert policy.decide(go, now_s=100.0).action == "door_unlock"
+    again = policy.decide(go, now_s=102.0)
+    assert again.action is None and again.why.startswith("refractory")
+    assert policy.decide(go, now_s=105.5).action == "door_unlock"
+    blocked = verdicts["go_with_3khz_tone"]
+    assert not blocked.allowed and policy.decide(blocked, now_s=1000.0) == type(again)(
+        None, "blocked"
+    )
+    unsure = dataclasses.replace(go, confidence=0.3)
+    assert "below" in policy.decide(unsure, now_s=2000.0).why
+    assert policy.decide(verdicts["yes_clean"], now_s=3000.0).why == "no action for this command"
+
+
+def test_audit_one_record_per_verdict_with_saved_clips(
+    tmp_path: Path, verdicts: dict[str, Verdict]
+) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl", ClipStore(tmp_path / "clips", max_bytes=10_000_000))
+    threads = [
+        threading.Thread(target=log.record, args=(v,), kwargs={"handlers": {"door": "skipped"}})
+        for v in verdicts.values()
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    rows = read_records(tmp_path / "audit.jsonl")
+    assert len(rows) == len(verdicts)
+    for row in rows:
+        assert {
+            "time",
+            "start_s",
+            "end_s",
+            "label",
+            "confidence",
+            "verdict",
+            "reasons",
+            "scores",
+            "handlers",
+            "clip",
+        } <= set(row)
+        if row["verdict"] == "block":
+            rate, pcm = wavfile.read(row["clip"])
+            assert rate == 16_000 and pcm.dtype == np.int16 and len(pcm) > 8000
+        else:
+            assert row["clip"] is None
+
+
+def test_clip_retention_keeps_the_newest(tmp_path: Path, verdicts: dict[str, Verdict]) -> None:
+    v = verdicts["go_with_3khz_tone"]
+    clip_bytes = 44 + 2 * len(v.utterance.samples)
+    store = ClipStore(tmp_path, max_bytes=int(2.5 * clip_bytes))  # room for two clips
+    paths = [store.save(v, f"2026010{i}T000000") for i in range(5)]
+    left = sorted(tmp_path.glob("*.wav"))
+    assert len(left) == 2 and set(left) <= set(paths)
+    assert paths[-1] in left
+
+
+def test_bad_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text(json.dumps({"verdict": "allow"}) + "\n{broken\n")
+    with pytest.raises(ValueError, match=r"audit.jsonl:2: not a JSON record"):
+        read_records(path)
