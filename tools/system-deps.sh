@@ -13,7 +13,7 @@ need() {  # need PACKAGE CHECK-COMMAND...
 
 need python3-venv python3 -c 'import ensurepip, venv'
 if [ "$mode" = test ]; then
-    :  # the daemon issue adds pulseaudio, mosquitto, systemd here
+    need systemd command -v systemd-analyze
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
