@@ -280,6 +280,47 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 1 if errors or more else 0
 
 
+def _add_review(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("review", help="filter and summarise an audit log")
+    p.add_argument("log", type=Path, nargs="?", default=Path("/var/lib/guard/audit.jsonl"))
+    p.add_argument("--since", help="ISO 8601 time (UTC unless an offset is given)")
+    p.add_argument("--until", help="ISO 8601 time (exclusive)")
+    p.add_argument("--verdict", choices=("allow", "block"))
+    p.add_argument("--label")
+    p.add_argument("--show", type=int, metavar="N", help="print the N-th matching event in full")
+    p.add_argument("--summary-only", action="store_true")
+    p.set_defaults(func=_cmd_review)
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from guard import review
+    from guard.audit import read_records
+
+    try:
+        records = read_records(args.log)
+    except OSError as exc:
+        raise GuardError(f"{args.log}: cannot read audit log ({exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise GuardError(str(exc)) from exc
+    chosen = review.select(
+        records,
+        review.parse_time(args.since) if args.since else None,
+        review.parse_time(args.until) if args.until else None,
+        args.verdict,
+        args.label,
+    )
+    if args.show is not None:
+        if not 1 <= args.show <= len(chosen):
+            raise GuardError(f"--show {args.show}: {len(chosen)} events match")
+        print(review.detail(chosen[args.show - 1]))
+        return 0
+    if not args.summary_only:
+        for i, r in enumerate(chosen, 1):
+            print(f"{i:5}  {review.line(r)}")
+    print(review.summary(chosen))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guard", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -288,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_scan(sub)
     _add_calibrate(sub)
+    _add_review(sub)
     return parser
 
 

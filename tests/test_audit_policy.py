@@ -94,3 +94,25 @@ def test_bad_line_is_named(tmp_path: Path) -> None:
     path.write_text(json.dumps({"verdict": "allow"}) + "\n{broken\n")
     with pytest.raises(ValueError, match=r"audit.jsonl:2: not a JSON record"):
         read_records(path)
+
+
+def test_guard_review_filters_and_shows(tmp_path: Path, verdicts: dict[str, Verdict]) -> None:
+    from .test_cli import guard as run_guard
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    for v in verdicts.values():
+        log.record(v)
+    log.close()
+    blocked = sum(not v.allowed for v in verdicts.values())
+    out = run_guard("review", tmp_path / "audit.jsonl", "--verdict", "block")
+    assert out.returncode == 0, out.stderr
+    assert f"{blocked} utterances: 0 allowed, {blocked} blocked" in out.stdout
+    assert "blocked by: spectral" in out.stdout
+    one = run_guard("review", tmp_path / "audit.jsonl", "--label", "stop", "--show", "1")
+    assert json.loads(one.stdout)["label"] == "stop"
+    none = run_guard("review", tmp_path / "audit.jsonl", "--since", "2999-01-01")
+    assert "0 utterances" in none.stdout
+    bad = run_guard("review", tmp_path / "audit.jsonl", "--since", "yesterday")
+    assert bad.returncode == 2 and "not an ISO 8601 time: 'yesterday'" in bad.stderr
+    missing = run_guard("review", tmp_path / "nope.jsonl")
+    assert missing.returncode == 2 and "nope.jsonl: cannot read audit log" in missing.stderr

@@ -62,4 +62,6 @@ def test_unit_is_notify_with_watchdog_and_hardening() -> None:
     ):
         assert line in text, line
     # the secret reaches the service as a credential file, never as an Environment= value
-    assert not re.search(r"^Environment=.*(TOKEN|PASSWORD|SECRET)", text, re.MULTILINE | re.IGNORECASE)
+    assert not re.search(
+        r"^Environment=.*(TOKEN|PASSWORD|SECRET)", text, re.MULTILINE | re.IGNORECASE
+    )
