@@ -40,7 +40,17 @@ class TriggerSpec:
     """Where the trigger starts; None = a random position each time."""
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in ("", None)}
+        """The fields that mean something for this kind (a clip has no frequency)."""
+        relevant = {
+            "tone": ("frequency_hz", "duration_s", "scale"),
+            "aliased": ("frequency_hz", "duration_s", "scale"),
+            "clip": ("file", "duration_s", "scale"),
+            "style": ("style",),
+        }[self.kind]
+        fields = asdict(self)
+        out = {"kind": self.kind}
+        out.update({k: fields[k] for k in (*relevant, "position_s") if fields[k] not in ("", None)})
+        return out
 
 
 def parse_spec(text: str) -> TriggerSpec:
