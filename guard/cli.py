@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -213,8 +214,12 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         )
     guard = Guard.from_settings(settings, model_path=args.model)
     reader = AudioInputs(args.inputs, args.progress)
+    decisions: Counter[str] = Counter()
+    fired: Counter[str] = Counter()
     for path, samples in reader:
         verdict = guard.check_utterance(Utterance(samples, source=str(path)))
+        decisions[verdict.decision] += 1
+        fired.update(verdict.reasons)
         if args.format == "jsonl":
             print(json.dumps({"path": str(path), **verdict.to_record()}), flush=True)
         else:
@@ -224,6 +229,12 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                 f"\t{verdict.latency_ms:.1f} ms",
                 flush=True,
             )
+    why = ", ".join(f"{name} {n}" for name, n in fired.most_common()) or "-"
+    print(
+        f"guard: scanned {decisions.total()} files: {decisions['allow']} allowed, "
+        f"{decisions['block']} blocked (fired: {why}); {reader.failed} unreadable",
+        file=sys.stderr,
+    )
     return 1 if reader.failed else 0
 
 
