@@ -24,7 +24,7 @@ from guard.classifier import CommandClassifier
 from guard.config import Settings, load_settings
 from guard.detectors import registry
 from guard.detectors.base import Detector
-from guard.errors import ModelError
+from guard.errors import ConfigError, ModelError
 from guard.verdict import ERROR_REASON, Verdict
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,11 @@ class Guard:
             model_path or settings.model.path, num_threads=settings.model.threads
         )
         state_dir = settings.detectors.state_dir
+        if not settings.detectors.enabled:
+            raise ConfigError(
+                f"{settings.source or 'config'}: detectors.enabled is empty; guard would forward "
+                "every command unchecked"
+            )
         fitted_for = registry.read_report(state_dir).get("model_sha256")
         if fitted_for != model.sha256:
             raise ModelError(

@@ -99,3 +99,12 @@ def test_detectors_fitted_for_another_model_are_refused(tmp_path: Path) -> None:
     other = tmp_path / "models" / "commands_float.tflite"
     with pytest.raises(ModelError, match="fitted for another model"):
         Guard.from_settings(settings, model_path=other)
+
+
+def test_no_detectors_is_refused(tmp_path: Path) -> None:
+    from guard.errors import ConfigError
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"model:\n  path: {MODELS / 'commands.tflite'}\ndetectors:\n  enabled: []\n")
+    with pytest.raises(ConfigError, match=r"detectors\.enabled is empty"):
+        Guard.from_config(cfg)
