@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from guard.detectors.base import threshold_for
+from guard.detectors.base import threshold_allowing
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -30,14 +30,14 @@ def calibrate_union(scores: dict[str, FloatArray], target_false_block: float) ->
     """Per-detector thresholds whose union blocks at most ``target_false_block`` of ``scores``."""
     n = len(next(iter(scores.values())))
     allowed = dict.fromkeys(scores, 0)
-    thresholds = {name: threshold_for(s, 0.0) for name, s in scores.items()}
+    thresholds = {name: threshold_allowing(s, 0) for name, s in scores.items()}
     progress = True
     while progress:
         progress = False
         for name, s in scores.items():
             if (allowed[name] + 1) / n > target_false_block:
                 continue
-            trial = {**thresholds, name: threshold_for(s, (allowed[name] + 1) / n)}
+            trial = {**thresholds, name: threshold_allowing(s, allowed[name] + 1)}
             if union_false_block(scores, trial) <= target_false_block:
                 allowed[name] += 1
                 thresholds = trial

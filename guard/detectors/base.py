@@ -113,6 +113,14 @@ def threshold_for(scores: FloatArray, target_false_block: float) -> float:
     """The smallest threshold with at most ``target_false_block`` of ``scores`` strictly above it."""
     if not 0.0 <= target_false_block < 1.0:
         raise ValueError(f"target_false_block must be in [0, 1), got {target_false_block}")
+    n = len(scores)
+    allowed = int(np.floor(target_false_block * n))
+    if allowed / n > target_false_block:  # the product rounded up
+        allowed -= 1
+    return threshold_allowing(scores, allowed)
+
+
+def threshold_allowing(scores: FloatArray, allowed: int) -> float:
+    """The threshold with exactly the ``allowed`` highest scores strictly above it (no ties)."""
     s = np.sort(np.asarray(scores, dtype=np.float64))
-    allowed = int(np.floor(target_false_block * len(s) + 1e-9))
-    return float(s[len(s) - 1 - allowed])
+    return float(s[len(s) - 1 - min(allowed, len(s) - 1)])
