@@ -332,6 +332,47 @@ def _cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="the daemon: listen, cut utterances, decide, run handlers, write the audit log",
+    )
+    p.add_argument("--config", type=Path, default=None, help="config.yaml (default: ./config.yaml)")
+    p.add_argument(
+        "--source",
+        default=None,
+        metavar="PATH|-",
+        help="a WAV/FLAC file or folder (paced in real time), or - for raw S16_LE 16 kHz mono "
+        "PCM on stdin; default: the microphone named in the config",
+    )
+    p.add_argument(
+        "--fast", action="store_true", help="with a file source: as fast as possible, then exit"
+    )
+    p.add_argument("--audit-log", type=Path, default=None, help="override audit.log_path")
+    p.add_argument("--quiet", action="store_true", help="no per-utterance line on stdout")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from guard import daemon
+
+    if args.fast and (args.source is None or args.source == "-"):
+        raise GuardError("--fast needs --source PATH (a file or folder)")
+    counters = daemon.run(args.config, args.source, args.fast, args.audit_log, args.quiet)
+    print(f"guard: {counters.summary()}", file=sys.stderr)
+    return 0
+
+
+def _add_doorlock_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from guard.handlers import doorlock_sim
+
+    p = sub.add_parser(
+        "doorlock-sim", help="a door-lock simulator (HTTP API) for the demo and tests"
+    )
+    doorlock_sim.add_arguments(p)
+    p.set_defaults(func=doorlock_sim.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guard", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -341,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan(sub)
     _add_calibrate(sub)
     _add_review(sub)
+    _add_run(sub)
+    _add_doorlock_sim(sub)
     return parser
 
 

@@ -16,7 +16,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from guard.endpoint import EndpointSettings
 from guard.errors import ConfigError
+from guard.handlers.settings import DoorLockSettings, MqttSettings, SpeechSettings
+from guard.policy import PolicySettings
 
 T = TypeVar("T")
 
@@ -38,9 +41,55 @@ class DetectorSettings:
 
 
 @dataclass(frozen=True)
+class AudioSettings:
+    device: str = ""
+    """Microphone: a sounddevice name (substring) or index; "" is the system default."""
+    block_ms: int = 100
+    """Audio arrives in blocks of this many milliseconds."""
+    ring_blocks: int = 64
+    """Blocks the capture ring holds before it drops (and counts) audio."""
+    utterance_queue: int = 4
+    """Utterances waiting for analysis before new ones are blocked as ``overload``."""
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    log_path: Path = Path("state/audit.jsonl")
+    """The JSON-lines audit log (one record per utterance); ``--audit-log`` overrides it."""
+    clip_dir: Path | None = Path("state/clips")
+    """Where blocked utterances are saved as WAV (none when null)."""
+    save_allowed: bool = False
+    """Save allowed utterances too."""
+    max_clip_mb: float = 200.0
+    """Size-based retention of clip_dir: the oldest clips go first, in megabytes."""
+
+
+@dataclass(frozen=True)
+class HandlerSettings:
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Action -> handlers run in order (a failure stops the chain), e.g.
+    ``door_unlock: [speech, door_lock]``."""
+    door_lock: DoorLockSettings | None = None
+    """The HTTP door lock (verify, then unlock); off when absent."""
+    mqtt: MqttSettings | None = None
+    """MQTT / Home Assistant: commands, every verdict, discovery; off when absent."""
+    speech: SpeechSettings | None = None
+    """Speech recognition of the allowed utterance (passes ``transcript`` on); off when absent."""
+    queue_size: int = 8
+    """Actions waiting for handlers before new ones are dropped (and recorded)."""
+    timeout_s: float = 10.0
+    """Longest a single handler call may take before it is abandoned, in seconds."""
+
+
+@dataclass(frozen=True)
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     detectors: DetectorSettings = field(default_factory=DetectorSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    endpoint: EndpointSettings = field(default_factory=EndpointSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    handlers: HandlerSettings = field(default_factory=HandlerSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     source: Path | None = None
     """The config file these settings came from."""
 
@@ -59,7 +108,49 @@ def load_settings(path: str | Path) -> Settings:
     if raw is None:
         raw = {}
     settings = _build(Settings, raw, str(path), "", path.parent)
+    _check(settings, str(path))
     return dataclasses.replace(settings, source=path)
+
+
+def _check(settings: Settings, file: str) -> None:
+    """Cross-field checks, each naming its key."""
+    try:
+        settings.endpoint.check("endpoint")
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+    h = settings.handlers
+    for action, names in h.chains.items():
+        for i, name in enumerate(names):
+            if name not in ("door_lock", "mqtt", "speech"):
+                raise ConfigError(
+                    f"{file}: handlers.chains.{action}[{i}]: unknown handler {name!r} "
+                    "(known: door_lock, mqtt, speech)"
+                )
+            if getattr(h, name) is None:
+                raise ConfigError(
+                    f"{file}: handlers.chains.{action}[{i}]: handler {name!r} is not configured "
+                    f"(add a handlers.{name} section)"
+                )
+    known_actions = set(settings.policy.actions.values())
+    for action in h.chains:
+        if action not in known_actions:
+            raise ConfigError(
+                f"{file}: handlers.chains.{action}: no policy.actions entry maps a command to it"
+            )
+    for key, value in (
+        ("policy.confidence_floor", settings.policy.confidence_floor),
+        ("policy.refractory_s", settings.policy.refractory_s),
+    ):
+        if value < 0 or (key.endswith("floor") and value > 1):
+            raise ConfigError(f"{file}: {key}: out of range: {value}")
+    for key, ivalue in (
+        ("audio.block_ms", settings.audio.block_ms),
+        ("audio.ring_blocks", settings.audio.ring_blocks - 2),
+        ("audio.utterance_queue", settings.audio.utterance_queue),
+        ("handlers.queue_size", h.queue_size),
+    ):
+        if ivalue <= 0:
+            raise ConfigError(f"{file}: {key}: too small")
 
 
 def _build(cls: type[T], raw: Any, file: str, prefix: str, base: Path) -> T:
@@ -74,7 +165,10 @@ def _build(cls: type[T], raw: Any, file: str, prefix: str, base: Path) -> T:
     values = {}
     for name, value in raw.items():
         values[name] = _convert(hints[name], value, file, f"{prefix}{name}", base)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:  # a settings class's own check: "key: reason"
+        raise ConfigError(f"{file}: {prefix}{exc}") from None
 
 
 def _convert(hint: Any, value: Any, file: str, key: str, base: Path) -> Any:

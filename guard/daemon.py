@@ -1,0 +1,176 @@
+"""``guard run``: build the pipeline from the settings and run it until the source ends or a
+signal stops it. The threads and queues live in ``guard.service``; this module only wires.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from guard.audit import AuditLog, ClipStore
+from guard.config import Settings, load_settings
+from guard.dispatch import Dispatcher
+from guard.endpoint import Endpointer
+from guard.guard import Guard
+from guard.handlers.base import Handler, VerdictSink
+from guard.policy import Policy
+from guard.service import Counters, Pipeline, Service
+from guard.sources import FileSource, MicSource, PcmSource, Source
+
+log = logging.getLogger(__name__)
+
+
+def build_handlers(settings: Settings) -> dict[str, Handler]:
+    """The configured handlers, by name (imports only what is configured)."""
+    h = settings.handlers
+    out: dict[str, Handler] = {}
+    if h.door_lock is not None:
+        from guard.handlers.doorlock import DoorLockHandler
+
+        out["door_lock"] = DoorLockHandler(h.door_lock)
+    if h.speech is not None:
+        from guard.handlers.speech import SpeechHandler
+
+        out["speech"] = SpeechHandler(h.speech)
+    if h.mqtt is not None:
+        from guard.handlers.mqtt import MqttHandler
+
+        out["mqtt"] = MqttHandler(h.mqtt)
+    return out
+
+
+class OwnedPipeline(Pipeline):
+    """A pipeline plus the resources it owns (audit file, handler connections)."""
+
+    def __init__(
+        self,
+        guard: Guard,
+        policy: Policy,
+        dispatcher: Dispatcher,
+        audit: AuditLog,
+        handlers: dict[str, Handler],
+    ) -> None:
+        super().__init__(guard, policy, dispatcher)
+        self.audit = audit
+        self.handlers = handlers
+
+    def close(self) -> None:
+        self.dispatcher.close()
+        for handler in self.handlers.values():
+            try:
+                handler.close()
+            except Exception:
+                log.exception("closing handler %s", handler.name)
+        self.audit.close()
+
+
+def build_pipeline(
+    settings: Settings,
+    audit_log: Path | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    model_path: Path | None = None,
+) -> OwnedPipeline:
+    guard = Guard.from_settings(settings, model_path=model_path)
+    a = settings.audit
+    clips = ClipStore(a.clip_dir, int(a.max_clip_mb * 1e6)) if a.clip_dir is not None else None
+    audit = AuditLog(audit_log or a.log_path, clips, a.save_allowed)
+    handlers = build_handlers(settings)
+    chains = {
+        action: [handlers[name] for name in names]
+        for action, names in settings.handlers.chains.items()
+    }
+    sinks = [h for h in handlers.values() if isinstance(h, VerdictSink)]
+    dispatcher = Dispatcher(
+        audit,
+        chains,
+        sinks,
+        queue_size=settings.handlers.queue_size,
+        handler_timeout_s=settings.handlers.timeout_s,
+        on_record=on_record,
+    )
+    return OwnedPipeline(guard, Policy(settings.policy), dispatcher, audit, handlers)
+
+
+def build_source(settings: Settings, source: str | None, fast: bool) -> Source:
+    block = settings.audio.block_ms * 16
+    slots = settings.audio.ring_blocks
+    if source is None:
+        return MicSource(settings.audio.device, block, slots)
+    if source == "-":
+        return PcmSource(None, block, slots)
+    return FileSource([source], fast=fast, block_samples=block, slots=slots)
+
+
+def live_line(row: dict[str, Any]) -> str:
+    """One line per utterance for the console: time, verdict, label, why, handlers."""
+    reasons = ",".join(row.get("reasons", [])) or "-"
+    handlers = "; ".join(f"{k}: {v}" for k, v in row.get("handlers", {}).items())
+    action = row.get("action") or "-"
+    where = Path(str(row.get("source", ""))).name
+    return (
+        f"{row.get('start_s', 0):8.2f}s  {row['verdict'].upper():5}  {row.get('label') or '-':8} "
+        f"{row.get('confidence', 0):.2f}  reasons={reasons:<22} action={action}"
+        + (f"  [{handlers}]" if handlers else "")
+        + (f"  ({where})" if where else "")
+    )
+
+
+def run(
+    config: Path | None,
+    source: str | None,
+    fast: bool,
+    audit_log: Path | None,
+    quiet: bool = False,
+    out: TextIO = sys.stdout,
+) -> Counters:
+    """Run until the source ends (files, stdin) or SIGTERM/SIGINT; SIGHUP reloads ``config``."""
+    settings = _load(config)
+
+    def show(row: dict[str, Any]) -> None:
+        if not quiet:
+            print(live_line(row), file=out, flush=True)
+
+    pipeline = build_pipeline(settings, audit_log, show)
+    src = build_source(settings, source, fast)
+    endpointer = Endpointer(settings.endpoint)
+
+    def reload() -> Pipeline:
+        new_settings = _load(config)
+        if new_settings.audio != settings.audio:
+            log.warning("audio settings changed: they take effect after a restart")
+        return build_pipeline(new_settings, audit_log, show)
+
+    service = Service(
+        src, endpointer, pipeline, reload=reload, utterance_queue=settings.audio.utterance_queue
+    )
+    service.install_signal_handlers()
+    try:
+        counters = service.run()
+    finally:
+        current = service.pipeline
+        if isinstance(current, OwnedPipeline):
+            current.close()
+    for problem in getattr(src, "unreadable", []):
+        log.error("%s", problem)
+    error = getattr(src, "error", None)
+    if error:
+        log.error("source: %s", error)
+    if src.ring.overflows:
+        log.warning(
+            "audio overflow: %d blocks (%.1f s) dropped",
+            src.ring.overflows,
+            src.ring.dropped_samples / 16000,
+        )
+    return counters
+
+
+def _load(config: Path | None) -> Settings:
+    if config is not None:
+        return load_settings(config)
+    from guard.paths import default_config_path
+
+    found = default_config_path()
+    return load_settings(found) if found else Settings()

@@ -1,0 +1,162 @@
+"""Running command handlers off the analysis thread, and writing each utterance's one record.
+
+The analysis thread calls ``submit`` once per utterance and never waits:
+
+- an utterance with no action (blocked, unmapped, below the confidence floor, refractory) is
+  recorded at once;
+- an action goes into a bounded queue; the worker runs its handler chain in order (each call
+  bounded by ``handler_timeout_s``; a handler that overruns is abandoned and the chain stops:
+  a later step such as unlock never runs after an earlier one failed), then records the
+  utterance with every handler's outcome;
+- if the queue is full, the utterance is recorded as dropped and nothing runs (fail closed).
+
+Verdict sinks (MQTT) see every record afterwards, on the same worker, best effort.
+Exactly one audit record per utterance, whatever happens: ``close`` records what is still
+queued as not run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from guard.audit import AuditLog
+from guard.handlers.base import Command, Handler, Outcome, VerdictSink
+from guard.policy import Decision
+from guard.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Job:
+    verdict: Verdict
+    decision: Decision
+    extra: dict[str, Any]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        audit: AuditLog,
+        chains: Mapping[str, Sequence[Handler]],
+        sinks: Sequence[VerdictSink] = (),
+        queue_size: int = 8,
+        handler_timeout_s: float = 10.0,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.audit = audit
+        self.on_record = on_record
+        self.chains = {k: list(v) for k, v in chains.items()}
+        self.sinks = list(sinks)
+        self.handler_timeout_s = handler_timeout_s
+        self._jobs: queue.Queue[_Job | dict[str, Any] | None] = queue.Queue(maxsize=queue_size)
+        self._worker = threading.Thread(target=self._work, name="handlers", daemon=True)
+        self._worker.start()
+        self.dropped = 0
+        self.records = 0
+        self._count_lock = threading.Lock()
+
+    def submit(self, verdict: Verdict, decision: Decision, **extra: Any) -> None:
+        """Never blocks. Records the utterance now, or after its handler chain ran."""
+        extra = {"action": decision.action, "policy": decision.why, **extra}
+        if decision.action is None:
+            row = self._record(verdict, {}, extra)
+            self._to_sinks(row)
+            return
+        chain = self.chains.get(decision.action)
+        if not chain:
+            extra["policy"] = f"no handlers configured for {decision.action}"
+            self._to_sinks(self._record(verdict, {}, extra))
+            return
+        try:
+            self._jobs.put_nowait(_Job(verdict, decision, extra))
+        except queue.Full:
+            self.dropped += 1
+            log.warning("handler queue full: %s not run", decision.action)
+            row = self._record(verdict, {"dispatch": "dropped: handler queue full"}, extra)
+            self._to_sinks(row)
+
+    def _to_sinks(self, row: dict[str, Any]) -> None:
+        if not self.sinks:
+            return
+        try:
+            self._jobs.put_nowait(row)
+        except queue.Full:
+            log.warning("handler queue full: verdict not published to sinks")
+
+    def _record(
+        self, verdict: Verdict, handlers: dict[str, str], extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        row = self.audit.record(verdict, handlers, **extra)
+        with self._count_lock:
+            self.records += 1
+            if self.on_record is not None:
+                self.on_record(row)
+        return row
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            if isinstance(job, dict):
+                self._publish(job)
+                continue
+            outcomes = self._run_chain(job)
+            self._publish(self._record(job.verdict, outcomes, job.extra))
+
+    def _run_chain(self, job: _Job) -> dict[str, str]:
+        outcomes: dict[str, str] = {}
+        context: dict[str, str] = {}
+        for handler in self.chains[job.extra["action"]]:
+            command = Command(job.decision.action or "", job.verdict, dict(context))
+            outcome = self._call(handler, command)
+            outcomes[handler.name] = str(outcome)
+            if not outcome.ok:
+                break  # the chain stops: no unlock after a failed verification
+            context.update(outcome.data)
+        return outcomes
+
+    def _call(self, handler: Handler, command: Command) -> Outcome:
+        result: list[Outcome] = []
+
+        def target() -> None:
+            try:
+                result.append(handler.handle(command))
+            except Exception as exc:
+                log.exception("handler %s failed", handler.name)
+                result.append(Outcome(False, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+
+        thread = threading.Thread(target=target, name=f"handler-{handler.name}", daemon=True)
+        thread.start()
+        thread.join(self.handler_timeout_s)
+        if not result:
+            log.warning("handler %s timed out", handler.name)
+            return Outcome(False, f"no answer within {self.handler_timeout_s:g} s")
+        return result[0]
+
+    def _publish(self, row: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            try:
+                sink.on_verdict(row)
+            except Exception:
+                log.exception("verdict sink %s failed", sink.name)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Finish queued jobs (bounded by ``timeout_s``), then record any left as not run."""
+        with contextlib.suppress(queue.Full):
+            self._jobs.put(None, timeout=timeout_s)
+        self._worker.join(timeout_s)
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(job, _Job):
+                self._record(job.verdict, {"dispatch": "not run: shutting down"}, job.extra)
