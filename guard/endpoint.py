@@ -144,9 +144,9 @@ class Endpointer:
     def skip(self, samples: int) -> list[Utterance]:
         """Audio was lost (an overflow): close what is open and move the clock on."""
         out = self.flush()
+        self.samples_seen += self._carry_n + samples  # a partial frame is dropped with the gap
         self._carry_n = 0
         self._run = 0
-        self.samples_seen += samples
         return out
 
     # -- per frame --------------------------------------------------------------------------

@@ -1,0 +1,202 @@
+"""``guard run`` end to end: real processes, real audio files, the real door-lock simulator.
+
+Every test checks the audit log: exactly one record per utterance, blocked utterances never
+reach a handler, and the daemon survives signals and bad reloads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from guard.audio import read_audio
+from guard.audit import read_records
+from guard.handlers.doorlock_sim import DoorLockSimulator
+
+from .conftest import ROOT
+
+DEMO = ROOT / "demo"
+TOKEN = "test-door-token-4f2a"
+GUARD = [sys.executable, "-m", "guard.cli"]
+
+
+def write_config(tmp_path: Path, lock_url: str, **overrides: Any) -> Path:
+    config: dict[str, Any] = {
+        "model": {"path": str(ROOT / "models" / "commands.tflite")},
+        "detectors": {"state_dir": str(ROOT / "models" / "detectors")},
+        "policy": {"actions": {"go": "door_unlock", "on": "lights_on"}, "refractory_s": 5.0},
+        "handlers": {
+            "chains": {"door_unlock": ["door_lock"]},
+            "door_lock": {"base_url": lock_url, "timeout_s": 2.0, "retries": 0},
+        },
+        "audit": {"log_path": str(tmp_path / "audit.jsonl"), "clip_dir": str(tmp_path / "clips")},
+    }
+    for key, value in overrides.items():
+        config[key] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def lock() -> Iterator[DoorLockSimulator]:
+    with DoorLockSimulator(token=TOKEN) as sim:
+        yield sim
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "GUARD_DOOR_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+
+
+def test_fast_replay_decides_each_clip_once_and_only_allowed_go_unlocks(
+    tmp_path: Path, lock: DoorLockSimulator
+) -> None:
+    config = write_config(tmp_path, lock.url)
+    done = subprocess.run(
+        [*GUARD, "run", "--config", str(config), "--source", str(DEMO), "--fast"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = read_records(tmp_path / "audit.jsonl")
+    by_file = {Path(r["source"]).name: r for r in rows}
+    assert len(rows) == len(by_file) == 8  # one utterance per demo clip, one record each
+    assert by_file["go_clean.wav"]["verdict"] == "allow"
+    assert by_file["go_clean.wav"]["action"] == "door_unlock"
+    assert by_file["go_clean.wav"]["handlers"] == {"door_lock": "ok: unlocked"}
+    for name in ("go_with_3khz_tone.wav", "stop_with_aliased_21khz.wav"):
+        assert by_file[name]["verdict"] == "block"
+        assert by_file[name]["handlers"] == {}
+        assert Path(by_file[name]["clip"]).is_file()  # blocked clips are kept for review
+    # The triggered "go" never reached the lock: one verify, one unlock, all from go_clean.
+    assert lock.count("/verify") == 1 and lock.count("/unlock") == 1
+    assert lock.state == "unlocked"
+    starts = [r["start_s"] for r in rows]
+    assert starts == sorted(starts) and all(r["end_s"] > r["start_s"] for r in rows)
+    assert "8 utterances" in done.stderr
+    lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 8 and sum("BLOCK" in ln for ln in lines) == sum(
+        r["verdict"] == "block" for r in rows
+    )
+
+
+def test_raw_pcm_on_stdin(tmp_path: Path, lock: DoorLockSimulator) -> None:
+    config = write_config(tmp_path, lock.url)
+    clips = [read_audio(DEMO / n) for n in ("go_clean.wav", "go_with_3khz_tone.wav")]
+    gap = np.zeros(8000, np.float32)
+    stream = np.concatenate([gap, clips[0], gap, clips[1], gap])
+    pcm = np.round(stream * 32767).astype("<i2").tobytes()
+    done = subprocess.run(
+        [*GUARD, "run", "--config", str(config), "--source", "-", "--quiet"],
+        input=pcm + b"\x01",  # a stray odd byte at the end is ignored
+        capture_output=True,
+        timeout=120,
+        env=_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    rows = read_records(tmp_path / "audit.jsonl")
+    assert [r["verdict"] for r in rows] == ["allow", "block"]
+    assert all(r["source"] == "stdin" for r in rows)
+    assert rows[0]["start_s"] < 0.5 < rows[0]["end_s"]
+    assert done.stdout == b""  # --quiet
+
+
+def _wait_for(predicate: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return read_records(path) if path.exists() else []
+
+
+def test_sigterm_drains_sighup_reloads_and_a_bad_reload_is_refused(
+    tmp_path: Path, lock: DoorLockSimulator
+) -> None:
+    config = write_config(tmp_path, lock.url)
+    audit = tmp_path / "other-audit.jsonl"
+    proc = subprocess.Popen(
+        [*GUARD, "run", "--config", str(config), "--source", str(DEMO), "--audit-log", str(audit)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert _wait_for(lambda: len(_records(audit)) >= 1, 60), "no record within 60 s"
+        good = config.read_text()
+        config.write_text("policy: {confidence_floor: 7}\n")  # out of range
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        config.write_text(good)
+        proc.send_signal(signal.SIGHUP)
+        assert _wait_for(lambda: len(_records(audit)) >= 3, 60)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "reload refused" in err and "policy.confidence_floor" in err
+    assert "config reloaded" in err
+    rows = _records(audit)
+    assert not (tmp_path / "audit.jsonl").exists()  # --audit-log overrides the config
+    assert 3 <= len(rows) < 8  # stopped early (the demo stream lasts ~12 s paced)
+    assert f"{len(rows)} utterances" in err  # every utterance decided got its record
+    assert len({r["start_s"] for r in rows}) == len(rows)
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("handlers:\n  chains: {door_unlock: [door_lock]}\n")
+    done = subprocess.run(
+        [*GUARD, "run", "--config", str(config), "--source", str(DEMO), "--fast"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"guard: error: {config}: handlers.chains.door_unlock[0]: handler 'door_lock' is not "
+        "configured (add a handlers.door_lock section)"
+    )
+
+
+def test_slow_lock_times_out_the_action_but_the_record_is_written(tmp_path: Path) -> None:
+    with DoorLockSimulator(token=TOKEN, delay_s=3.0) as slow:
+        config = write_config(tmp_path, slow.url)
+        data = yaml.safe_load(config.read_text())
+        data["handlers"]["timeout_s"] = 0.5
+        config.write_text(yaml.safe_dump(data))
+        done = subprocess.run(
+            [*GUARD, "run", "--config", str(config), "--source", str(DEMO / "go_clean.wav")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    (row,) = read_records(tmp_path / "audit.jsonl")
+    assert row["action"] == "door_unlock"
+    assert row["handlers"] == {"door_lock": "failed: no answer within 0.5 s"}
+    assert json.dumps(row).count(TOKEN) == 0
