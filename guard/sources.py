@@ -13,7 +13,9 @@ microphone source is opened, so file and stdin sources work without PortAudio.
 
 from __future__ import annotations
 
+import os
 import queue
+import select
 import sys
 import threading
 import time
@@ -214,10 +216,16 @@ class PcmSource(_ThreadedSource):
         self.name = "stdin"
 
     def _produce(self) -> None:
+        # Raw reads on the descriptor, polled, so that a stop never waits on a silent pipe
+        # (a thread stuck in a buffered read aborts the interpreter at exit).
+        fd = self.stream.fileno()
         nbytes = self.ring.block_samples * 2
         carry = b""
         while not self._stop.is_set():
-            data = self.stream.read(nbytes - len(carry))
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                continue
+            data = os.read(fd, nbytes - len(carry))
             if not data:
                 break
             data = carry + data

@@ -12,8 +12,15 @@ need() {  # need PACKAGE CHECK-COMMAND...
 }
 
 need python3-venv python3 -c 'import ensurepip, venv'
+need libportaudio2 sh -c 'ldconfig -p | grep -q libportaudio.so.2'   # the microphone
 if [ "$mode" = test ]; then
     need systemd command -v systemd-analyze
+    # The microphone test: a PulseAudio null sink captured through ALSA's "pulse" device.
+    need pulseaudio command -v pulseaudio
+    need pulseaudio-utils command -v paplay
+    need libasound2-plugins sh -c 'ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so'
+    need mosquitto sh -c 'command -v mosquitto || test -x /usr/sbin/mosquitto'
+    need openssl command -v openssl   # self-signed certificates in the door-lock TLS test
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
