@@ -54,7 +54,12 @@ def pulse(tmp_path: Path) -> Iterator[dict[str, str]]:
     )
     try:
         ok = _wait_for(
-            lambda: subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0,
+            lambda: (
+                subprocess.run(
+                    ["pactl", "info"], env=env, capture_output=True, check=False
+                ).returncode
+                == 0
+            ),
             10,
         )
         assert ok, "PulseAudio did not start"
