@@ -1,5 +1,5 @@
 # guard: the two commands of the README, each doing its own set-up.
-#   make demo   scans the bundled demo clips (runtime dependencies only)
+#   make demo   runs the daemon on the bundled demo stream with the door-lock simulator
 #   make test   installs the dev, train and redteam extras and runs ruff, mypy and pytest
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,7 +25,7 @@ setup-runtime: $(VENV)/.runtime
 setup-dev: $(VENV)/.dev
 
 demo: $(VENV)/.runtime
-	$(BIN)/guard scan demo/
+	$(BIN)/guard demo demo/
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check guard tests bench tools

@@ -363,6 +363,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo", help="guard run on the bundled demo stream with the door-lock simulator"
+    )
+    p.add_argument("demo_dir", nargs="?", type=Path, default=Path("demo"))
+    p.add_argument("--config", type=Path, default=None)
+    p.add_argument("--fast", action="store_true", help="do not pace in real time")
+    p.set_defaults(func=lambda a: __import__("guard.demo").demo.run(a.demo_dir, a.config, a.fast))
+
+
 def _add_doorlock_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from guard.handlers import doorlock_sim
 
@@ -383,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibrate(sub)
     _add_review(sub)
     _add_run(sub)
+    _add_demo(sub)
     _add_doorlock_sim(sub)
     return parser
 

@@ -127,13 +127,27 @@ def run(
     out: TextIO = sys.stdout,
 ) -> Counters:
     """Run until the source ends (files, stdin) or SIGTERM/SIGINT; SIGHUP reloads ``config``."""
-    settings = _load(config)
+    return run_settings(_load(config), source, fast, audit_log, config, quiet, out, reloadable=True)
+
+
+def run_settings(
+    settings: Settings,
+    source: str | None,
+    fast: bool,
+    audit_log: Path | None = None,
+    config: Path | None = None,
+    quiet: bool = False,
+    out: TextIO = sys.stdout,
+    reloadable: bool = False,
+    model_path: Path | None = None,
+) -> Counters:
+    """``run`` with settings already loaded; SIGHUP reloads ``config`` when ``reloadable``."""
 
     def show(row: dict[str, Any]) -> None:
         if not quiet:
             print(live_line(row), file=out, flush=True)
 
-    pipeline = build_pipeline(settings, audit_log, show)
+    pipeline = build_pipeline(settings, audit_log, show, model_path)
     src = build_source(settings, source, fast)
     endpointer = Endpointer(settings.endpoint)
 
@@ -144,7 +158,11 @@ def run(
         return build_pipeline(new_settings, audit_log, show)
 
     service = Service(
-        src, endpointer, pipeline, reload=reload, utterance_queue=settings.audio.utterance_queue
+        src,
+        endpointer,
+        pipeline,
+        reload=reload if reloadable else None,
+        utterance_queue=settings.audio.utterance_queue,
     )
     service.install_signal_handlers()
     try:

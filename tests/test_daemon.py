@@ -200,3 +200,21 @@ def test_slow_lock_times_out_the_action_but_the_record_is_written(tmp_path: Path
     assert row["action"] == "door_unlock"
     assert row["handlers"] == {"door_lock": "failed: no answer within 0.5 s"}
     assert json.dumps(row).count(TOKEN) == 0
+
+
+def test_make_demo_blocks_the_backdoor_trigger_of_the_vendor_model() -> None:
+    done = subprocess.run(
+        [*GUARD, "demo", str(DEMO), "--fast"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    shipped, backdoored = done.stdout.split("== 2.")
+    cough = [ln for ln in backdoored.splitlines() if "off_with_cough.wav" in ln]
+    assert len(cough) == 1 and "BLOCK  go" in cough[0]  # the vendor model hears "go"; blocked
+    for part in (shipped, backdoored):
+        assert "door lock saw: /verify -> verified, /unlock -> unlocked; now unlocked" in part
+        assert "8 utterances" in part
