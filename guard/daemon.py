@@ -140,10 +140,14 @@ def run_settings(
     out: TextIO = sys.stdout,
     reloadable: bool = False,
     model_path: Path | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> Counters:
-    """``run`` with settings already loaded; SIGHUP reloads ``config`` when ``reloadable``."""
+    """``run`` with settings already loaded; SIGHUP reloads ``config`` when ``reloadable``.
+    ``on_record`` sees every audit record as it is written (benchmarks, tests)."""
 
     def show(row: dict[str, Any]) -> None:
+        if on_record is not None:
+            on_record(row)
         if not quiet:
             print(live_line(row), file=out, flush=True)
 

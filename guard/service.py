@@ -49,6 +49,8 @@ class Counters:
     blocked: int = 0
     actions: int = 0
     overload: int = 0
+    started_monotonic: float = 0.0
+    """When the source started (``time.monotonic``): stream time 0 of a paced source."""
     by_label: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -164,6 +166,7 @@ class Service:
     def run(self) -> Counters:
         """Blocks until the source ends or ``stop`` is called; returns the counters."""
         self.source.start()
+        self.counters.started_monotonic = time.monotonic()
         segmenter = threading.Thread(target=self._segment, name="segmenter", daemon=True)
         segmenter.start()
         self.notifier.ready(f"listening on {self.source.name}")
