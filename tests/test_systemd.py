@@ -65,3 +65,16 @@ def test_unit_is_notify_with_watchdog_and_hardening() -> None:
     assert not re.search(
         r"^Environment=.*(TOKEN|PASSWORD|SECRET)", text, re.MULTILINE | re.IGNORECASE
     )
+
+
+def test_exec_start_is_a_guard_command_line_that_parses() -> None:
+    import shlex
+
+    from guard.cli import build_parser
+
+    (line,) = [ln for ln in UNIT.read_text().splitlines() if ln.startswith("ExecStart=")]
+    argv = shlex.split(line.removeprefix("ExecStart="))
+    assert argv[0] == "/opt/guard/.venv/bin/guard"
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "run" and args.source is None  # the microphone
+    assert str(args.audit_log).startswith("/var/lib/guard/")  # inside StateDirectory=guard
