@@ -218,3 +218,56 @@ def test_make_demo_blocks_the_backdoor_trigger_of_the_vendor_model() -> None:
     for part in (shipped, backdoored):
         assert "door lock saw: /verify -> verified, /unlock -> unlocked; now unlocked" in part
         assert "8 utterances" in part
+
+
+def test_speech_then_lock_chain_and_every_verdict_on_mqtt(
+    tmp_path: Path, lock: DoorLockSimulator
+) -> None:
+    from .test_handler_mqtt import Broker, Subscriber
+
+    broker = Broker(tmp_path)
+    broker.start()
+    try:
+        sub = Subscriber(broker.port, ["guard/verdict", "guard/command", "guard/blocked_count"])
+        config = write_config(
+            tmp_path,
+            lock.url,
+            policy={"actions": {"go": "door_unlock", "off": "lights_off"}},
+            handlers={
+                "chains": {"door_unlock": ["speech", "door_lock"], "lights_off": ["mqtt"]},
+                "door_lock": {"base_url": lock.url, "retries": 0},
+                "speech": {"engine": "sphinx"},
+                "mqtt": {"host": "127.0.0.1", "port": broker.port, "client_id": "guard-test"},
+            },
+        )
+        done = subprocess.run(
+            [*GUARD, "run", "--config", str(config), "--source", str(DEMO), "--fast"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=_env(),
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        rows = read_records(tmp_path / "audit.jsonl")
+        verdicts = [json.loads(sub.wait_for("guard/verdict")[0]) for _ in rows]
+        command = json.loads(sub.wait_for("guard/command")[0])
+        counts = []
+        while True:
+            try:
+                counts.append(int(sub.wait_for("guard/blocked_count", 1.0)[0]))
+            except Exception:
+                break
+        sub.close()
+    finally:
+        broker.stop()
+    by_file = {Path(r["source"]).name: r for r in rows}
+    go = by_file["go_clean.wav"]["handlers"]
+    assert list(go) == ["speech", "door_lock"]
+    assert go["speech"].startswith("ok: transcript")
+    assert go["door_lock"] == "ok: unlocked"
+    assert lock.events[0]["path"] == "/verify"
+    assert by_file["off_clean.wav"]["handlers"] == {"mqtt": "ok: published to guard/command"}
+    assert command["action"] == "lights_off"
+    assert sorted(v["verdict"] for v in verdicts) == sorted(r["verdict"] for r in rows)
+    assert counts and counts[-1] == sum(r["verdict"] == "block" for r in rows)
