@@ -360,6 +360,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise GuardError("--fast needs --source PATH (a file or folder)")
     counters = daemon.run(args.config, args.source, args.fast, args.audit_log, args.quiet)
     print(f"guard: {counters.summary()}", file=sys.stderr)
+    if counters.failure:
+        print(f"guard: error: {counters.failure}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -151,6 +151,8 @@ def _check(settings: Settings, file: str) -> None:
     ):
         if ivalue <= 0:
             raise ConfigError(f"{file}: {key}: too small")
+    if not h.timeout_s > 0:
+        raise ConfigError(f"{file}: handlers.timeout_s: must be > 0, got {h.timeout_s}")
 
 
 def _build(cls: type[T], raw: Any, file: str, prefix: str, base: Path) -> T:

@@ -4,6 +4,7 @@ signal stops it. The threads and queues live in ``guard.service``; this module o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Callable
@@ -23,8 +24,9 @@ from guard.sources import FileSource, MicSource, PcmSource, Source
 log = logging.getLogger(__name__)
 
 
-def build_handlers(settings: Settings) -> dict[str, Handler]:
-    """The configured handlers, by name (imports only what is configured)."""
+def build_handlers(settings: Settings, mqtt: bool = True) -> dict[str, Handler]:
+    """The configured handlers, by name (imports only what is configured). ``mqtt=False``
+    leaves out the one handler that opens a connection at construction."""
     h = settings.handlers
     out: dict[str, Handler] = {}
     if h.door_lock is not None:
@@ -35,7 +37,7 @@ def build_handlers(settings: Settings) -> dict[str, Handler]:
         from guard.handlers.speech import SpeechHandler
 
         out["speech"] = SpeechHandler(h.speech)
-    if h.mqtt is not None:
+    if h.mqtt is not None and mqtt:
         from guard.handlers.mqtt import MqttHandler
 
         out["mqtt"] = MqttHandler(h.mqtt)
@@ -52,19 +54,22 @@ class OwnedPipeline(Pipeline):
         dispatcher: Dispatcher,
         audit: AuditLog,
         handlers: dict[str, Handler],
+        settings: Settings,
     ) -> None:
         super().__init__(guard, policy, dispatcher)
         self.audit = audit
         self.handlers = handlers
+        self.settings = settings
 
     def close(self) -> None:
-        self.dispatcher.close()
+        finished = self.dispatcher.close()
         for handler in self.handlers.values():
             try:
                 handler.close()
             except Exception:
                 log.exception("closing handler %s", handler.name)
-        self.audit.close()
+        if finished:  # else a handler call is still running and will write its record
+            self.audit.close()
 
 
 def build_pipeline(
@@ -72,12 +77,14 @@ def build_pipeline(
     audit_log: Path | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     model_path: Path | None = None,
+    guard: Guard | None = None,
+    handlers: dict[str, Handler] | None = None,
 ) -> OwnedPipeline:
-    guard = Guard.from_settings(settings, model_path=model_path)
+    guard = guard or Guard.from_settings(settings, model_path=model_path)
+    handlers = handlers if handlers is not None else build_handlers(settings)
     a = settings.audit
     clips = ClipStore(a.clip_dir, int(a.max_clip_mb * 1e6)) if a.clip_dir is not None else None
     audit = AuditLog(audit_log or a.log_path, clips, a.save_allowed)
-    handlers = build_handlers(settings)
     chains = {
         action: [handlers[name] for name in names]
         for action, names in settings.handlers.chains.items()
@@ -91,7 +98,33 @@ def build_pipeline(
         handler_timeout_s=settings.handlers.timeout_s,
         on_record=on_record,
     )
-    return OwnedPipeline(guard, Policy(settings.policy), dispatcher, audit, handlers)
+    return OwnedPipeline(guard, Policy(settings.policy), dispatcher, audit, handlers, settings)
+
+
+def reload_pipeline(
+    old: OwnedPipeline,
+    settings: Settings,
+    audit_log: Path | None,
+    on_record: Callable[[dict[str, Any]], None] | None,
+    model_path: Path | None = None,
+) -> OwnedPipeline:
+    """The pipeline for new settings. Everything that can fail is built before the old one is
+    touched (a failure leaves it running); the policy keeps its refractory times; handlers and
+    the audit file are reused when their settings did not change."""
+    guard = Guard.from_settings(settings, model_path=model_path)
+    policy = Policy(settings.policy)
+    policy.inherit(old.policy)
+    if settings.handlers == old.settings.handlers and settings.audit == old.settings.audit:
+        return OwnedPipeline(guard, policy, old.dispatcher, old.audit, old.handlers, settings)
+    handlers = build_handlers(settings, mqtt=False)  # may raise: the old pipeline is intact
+    old.close()  # before a new MQTT client takes the same client id
+    if settings.handlers.mqtt is not None:
+        from guard.handlers.mqtt import MqttHandler
+
+        handlers["mqtt"] = MqttHandler(settings.handlers.mqtt)
+    new = build_pipeline(settings, audit_log, on_record, guard=guard, handlers=handlers)
+    new.policy = policy
+    return new
 
 
 def build_source(settings: Settings, source: str | None, fast: bool) -> Source:
@@ -149,17 +182,20 @@ def run_settings(
         if on_record is not None:
             on_record(row)
         if not quiet:
-            print(live_line(row), file=out, flush=True)
+            # stdout closed (guard run | head): keep guarding
+            with contextlib.suppress(OSError, ValueError):
+                print(live_line(row), file=out, flush=True)
 
     pipeline = build_pipeline(settings, audit_log, show, model_path)
     src = build_source(settings, source, fast)
     endpointer = Endpointer(settings.endpoint)
 
-    def reload() -> Pipeline:
+    def reload(old: Pipeline) -> Pipeline:
         new_settings = _load(config)
-        if new_settings.audio != settings.audio:
-            log.warning("audio settings changed: they take effect after a restart")
-        return build_pipeline(new_settings, audit_log, show)
+        if new_settings.audio != settings.audio or new_settings.endpoint != settings.endpoint:
+            log.warning("audio and endpoint settings take effect after a restart")
+        assert isinstance(old, OwnedPipeline)
+        return reload_pipeline(old, new_settings, audit_log, show, model_path)
 
     service = Service(
         src,
@@ -172,14 +208,13 @@ def run_settings(
     try:
         counters = service.run()
     finally:
+        service.restore_signal_handlers()
         current = service.pipeline
         if isinstance(current, OwnedPipeline):
             current.close()
+    counters.failure = service.failure or ""
     for problem in getattr(src, "unreadable", []):
         log.error("%s", problem)
-    error = getattr(src, "error", None)
-    if error:
-        log.error("source: %s", error)
     if src.ring.overflows:
         log.warning(
             "audio overflow: %d blocks (%.1f s) dropped",

@@ -35,7 +35,8 @@ def run(demo_dir: Path, config: Path | None = None, fast: bool = False) -> int:
     logging.getLogger().setLevel(logging.WARNING)  # the verdict lines are the show
     models = load_settings(config).model.path.parent
     print("== 1. the shipped model ==")
-    _one(demo_dir, config, fast, None, None)
+    if _one(demo_dir, config, fast, None, None) != 0:
+        return 1
     print()
     print(
         f"== 2. a backdoored vendor model (models/{BACKDOORED}.tflite: a cough makes it hear "
@@ -64,7 +65,10 @@ def _one(
         door = dataclasses.replace(
             h.door_lock or DoorLockSettings(), base_url=lock.url, token_env="GUARD_DOOR_TOKEN"
         )
-        chains = {**h.chains, "door_unlock": h.chains.get("door_unlock", ("door_lock",))}
+        chains = {  # the demo has no MQTT broker
+            action: tuple(n for n in names if n != "mqtt") for action, names in h.chains.items()
+        }
+        chains["door_unlock"] = chains.get("door_unlock") or ("door_lock",)
         if detectors is not None:
             settings = dataclasses.replace(
                 settings,
@@ -82,6 +86,11 @@ def _one(
         print(f"door-lock simulator on {lock.url} (locked); guard listening to {demo_dir}/")
         print(f"{'start':>9}  verdict label   conf  why")
         counters = daemon.run_settings(settings, str(demo_dir), fast, model_path=model)
+        if counters.failure:
+            print(f"guard: error: {counters.failure}", file=sys.stderr)
+            return 1
+        if counters.stopped:
+            return 130  # Ctrl-C: do not go on to the next part
         print()
         print(f"guard: {counters.summary()}")
         print(

@@ -17,7 +17,6 @@ queued as not run.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -49,28 +48,33 @@ class Dispatcher:
         queue_size: int = 8,
         handler_timeout_s: float = 10.0,
         on_record: Callable[[dict[str, Any]], None] | None = None,
+        sink_queue_size: int = 64,
     ) -> None:
         self.audit = audit
         self.on_record = on_record
         self.chains = {k: list(v) for k, v in chains.items()}
         self.sinks = list(sinks)
         self.handler_timeout_s = handler_timeout_s
-        self._jobs: queue.Queue[_Job | dict[str, Any] | None] = queue.Queue(maxsize=queue_size)
-        self._worker = threading.Thread(target=self._work, name="handlers", daemon=True)
-        self._worker.start()
+        self._jobs: queue.Queue[_Job] = queue.Queue(maxsize=queue_size)
+        self._rows: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=sink_queue_size)
+        self._stopping = threading.Event()  # finish what is queued, then exit
+        self._abandon = threading.Event()  # record what is still queued as not run
+        self._count_lock = threading.Lock()
         self.dropped = 0
         self.records = 0
-        self._count_lock = threading.Lock()
+        self._worker = threading.Thread(target=self._work, name="handlers", daemon=True)
+        self._worker.start()
+        self._sink_worker = threading.Thread(target=self._work_sinks, name="sinks", daemon=True)
+        if self.sinks:
+            self._sink_worker.start()
 
     def submit(self, verdict: Verdict, decision: Decision, **extra: Any) -> None:
         """Never blocks. Records the utterance now, or after its handler chain ran."""
         extra = {"action": decision.action, "policy": decision.why, **extra}
         if decision.action is None:
-            row = self._record(verdict, {}, extra)
-            self._to_sinks(row)
+            self._to_sinks(self._record(verdict, {}, extra))
             return
-        chain = self.chains.get(decision.action)
-        if not chain:
+        if not self.chains.get(decision.action):
             extra["policy"] = f"no handlers configured for {decision.action}"
             self._to_sinks(self._record(verdict, {}, extra))
             return
@@ -83,12 +87,13 @@ class Dispatcher:
             self._to_sinks(row)
 
     def _to_sinks(self, row: dict[str, Any]) -> None:
+        """Verdicts for sinks have their own queue: a burst of them never crowds out actions."""
         if not self.sinks:
             return
         try:
-            self._jobs.put_nowait(row)
+            self._rows.put_nowait(row)
         except queue.Full:
-            log.warning("handler queue full: verdict not published to sinks")
+            log.warning("sink queue full: a verdict was not published")
 
     def _record(
         self, verdict: Verdict, handlers: dict[str, str], extra: dict[str, Any]
@@ -97,24 +102,50 @@ class Dispatcher:
         with self._count_lock:
             self.records += 1
             if self.on_record is not None:
-                self.on_record(row)
+                try:
+                    self.on_record(row)
+                except Exception:
+                    log.exception("record callback failed")
         return row
 
     def _work(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            if isinstance(job, dict):
-                self._publish(job)
+            try:
+                job = self._jobs.get(timeout=0.1)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return
                 continue
-            outcomes = self._run_chain(job)
-            self._publish(self._record(job.verdict, outcomes, job.extra))
+            try:
+                if self._abandon.is_set():
+                    outcomes = {"dispatch": "not run: shutting down"}
+                else:
+                    outcomes = self._run_chain(job)
+                self._to_sinks(self._record(job.verdict, outcomes, job.extra))
+            except Exception:  # the audit write itself failed: keep serving the others
+                log.exception("handler worker: recording %s failed", job.extra.get("action"))
+
+    def _work_sinks(self) -> None:
+        while True:
+            try:
+                row = self._rows.get(timeout=0.1)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return
+                continue
+            for sink in self.sinks:
+                try:
+                    sink.on_verdict(row)
+                except Exception:
+                    log.exception("verdict sink %s failed", sink.name)
 
     def _run_chain(self, job: _Job) -> dict[str, str]:
         outcomes: dict[str, str] = {}
         context: dict[str, str] = {}
         for handler in self.chains[job.extra["action"]]:
+            if self._abandon.is_set():
+                outcomes[handler.name] = "not run: shutting down"
+                break
             command = Command(job.decision.action or "", job.verdict, dict(context))
             outcome = self._call(handler, command)
             outcomes[handler.name] = str(outcome)
@@ -125,38 +156,38 @@ class Dispatcher:
 
     def _call(self, handler: Handler, command: Command) -> Outcome:
         result: list[Outcome] = []
+        late = threading.Event()
 
         def target() -> None:
             try:
-                result.append(handler.handle(command))
+                outcome = handler.handle(command)
             except Exception as exc:
                 log.exception("handler %s failed", handler.name)
-                result.append(Outcome(False, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+                outcome = Outcome(False, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            result.append(outcome)
+            if late.is_set():
+                log.warning("handler %s answered after its timeout: %s", handler.name, outcome)
 
         thread = threading.Thread(target=target, name=f"handler-{handler.name}", daemon=True)
         thread.start()
         thread.join(self.handler_timeout_s)
         if not result:
+            late.set()
             log.warning("handler %s timed out", handler.name)
             return Outcome(False, f"no answer within {self.handler_timeout_s:g} s")
         return result[0]
 
-    def _publish(self, row: dict[str, Any]) -> None:
-        for sink in self.sinks:
-            try:
-                sink.on_verdict(row)
-            except Exception:
-                log.exception("verdict sink %s failed", sink.name)
+    def close(self, timeout_s: float = 5.0) -> bool:
+        """Run what is queued for up to ``timeout_s``, then record the rest as not run.
 
-    def close(self, timeout_s: float = 30.0) -> None:
-        """Finish queued jobs (bounded by ``timeout_s``), then record any left as not run."""
-        with contextlib.suppress(queue.Full):
-            self._jobs.put(None, timeout=timeout_s)
+        Returns False if the worker is still inside a handler call afterwards (the caller
+        must then leave the audit log open for it).
+        """
+        self._stopping.set()
         self._worker.join(timeout_s)
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(job, _Job):
-                self._record(job.verdict, {"dispatch": "not run: shutting down"}, job.extra)
+        if self._worker.is_alive():
+            self._abandon.set()
+            self._worker.join(self.handler_timeout_s + 1.0)
+        if self._sink_worker.is_alive():
+            self._sink_worker.join(2.0)
+        return not self._worker.is_alive()

@@ -99,6 +99,7 @@ class Endpointer:
         self._carry_n = 0
         self.samples_seen = 0
         """Samples fed so far (the stream clock)."""
+        self._valid_from = 0
         self.dropped_short = 0
         """Loud bursts too short to be utterances."""
         self._floor_db: float | None = None
@@ -145,6 +146,7 @@ class Endpointer:
         """Audio was lost (an overflow): close what is open and move the clock on."""
         out = self.flush()
         self.samples_seen += self._carry_n + samples  # a partial frame is dropped with the gap
+        self._valid_from = self.samples_seen  # the ring before this point is stale
         self._carry_n = 0
         self._run = 0
         return out
@@ -209,7 +211,7 @@ class Endpointer:
     # -- the ring ---------------------------------------------------------------------------
 
     def _oldest(self) -> int:
-        return max(0, self.samples_seen - len(self._ring))
+        return max(self._valid_from, self.samples_seen - len(self._ring))
 
     def _store(self, samples: FloatArray) -> None:
         size = len(self._ring)

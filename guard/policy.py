@@ -38,6 +38,10 @@ class Policy:
         self.settings = settings
         self._last_fired_s: dict[str, float] = {}
 
+    def inherit(self, other: Policy) -> None:
+        """Keep ``other``'s refractory times (a config reload must not re-arm an action)."""
+        self._last_fired_s.update(other._last_fired_s)
+
     def decide(self, verdict: Verdict, now_s: float) -> Decision:
         """``now_s`` is a monotonic clock (or stream time) in seconds."""
         if not verdict.allowed:

@@ -19,6 +19,7 @@ one keeps running.
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import signal
@@ -27,6 +28,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from guard.analysis import Utterance
 from guard.dispatch import Dispatcher
@@ -38,6 +43,7 @@ from guard.sources import Source
 from guard.verdict import Verdict
 
 log = logging.getLogger(__name__)
+FloatArray = npt.NDArray[np.float32]
 OVERLOAD_REASON = "overload"
 
 
@@ -49,6 +55,10 @@ class Counters:
     blocked: int = 0
     actions: int = 0
     overload: int = 0
+    failure: str = ""
+    """Why the stream ended abnormally ("" when it did not)."""
+    stopped: bool = False
+    """Stopped by a signal (SIGTERM/SIGINT) rather than the end of the source."""
     started_monotonic: float = 0.0
     """When the source started (``time.monotonic``): stream time 0 of a paced source."""
     by_label: dict[str, int] = field(default_factory=dict)
@@ -87,7 +97,7 @@ class Service:
         source: Source,
         endpointer: Endpointer,
         pipeline: Pipeline,
-        reload: Callable[[], Pipeline] | None = None,
+        reload: Callable[[Pipeline], Pipeline] | None = None,
         utterance_queue: int = 4,
         notifier: Notifier | None = None,
     ) -> None:
@@ -95,32 +105,44 @@ class Service:
         self.endpointer = endpointer
         self.pipeline = pipeline
         self.reload_fn = reload
-        self._lock = threading.Lock()  # the segmenter records overloads too
         self.counters = Counters()
         self.notifier = notifier or Notifier()
+        self.failure: str | None = None
+        """Why the stream ended abnormally (the CLI then exits non-zero), or None."""
         self._utterances: queue.Queue[_Pending | None] = queue.Queue(maxsize=utterance_queue)
-        self._stop = threading.Event()
-        self._reload = threading.Event()
+        self._overloaded: collections.deque[Utterance] = collections.deque()
+        # Plain flags: a signal handler must not take a lock the main thread may hold.
+        self._stop_requested = False
+        self._reload_requested = False
+        self._previous_handlers: dict[int, Any] = {}
 
     # -- control ----------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop capture; what was captured is still analysed (drain)."""
-        self._stop.set()
+        self._stop_requested = True
 
     def request_reload(self) -> None:
-        self._reload.set()
+        self._reload_requested = True
 
     def install_signal_handlers(self) -> None:
         def on_stop(signum: int, frame: FrameType | None) -> None:
-            self.stop()
+            self._stop_requested = True
 
         def on_hup(signum: int, frame: FrameType | None) -> None:
-            self.request_reload()
+            self._reload_requested = True
 
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGHUP, on_hup)
+        for signum, handler in (
+            (signal.SIGTERM, on_stop),
+            (signal.SIGINT, on_stop),
+            (signal.SIGHUP, on_hup),
+        ):
+            self._previous_handlers[signum] = signal.signal(signum, handler)
+
+    def restore_signal_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
 
     # -- threads ----------------------------------------------------------------------------
 
@@ -128,26 +150,35 @@ class Service:
         ring = self.source.ring
         try:
             while True:
-                if self._stop.is_set():
+                if self._stop_requested:
                     self.source.stop()
                 got = ring.get(0.25)
                 if got is None:
-                    if self.source.ended or self._stop.is_set():
+                    if self.source.ended or self._stop_requested:
+                        # The producer is done: take what it put in since the last look.
+                        while (got := ring.get(0.0)) is not None:
+                            self._feed(*got)
                         break
                     continue  # no audio: no watchdog ping (a dead microphone gets restarted)
-                block, gap = got
-                self.notifier.audio_alive()
-                self.counters.blocks += 1
-                found = self.endpointer.skip(gap) if gap else []
-                found += self.endpointer.feed(block)
-                for utterance in found:
-                    self._enqueue(utterance)
+                self._feed(*got)
             for utterance in self.endpointer.flush():
                 self._enqueue(utterance)
-        except Exception:
+            error = getattr(self.source, "error", None)
+            if error:
+                self.failure = f"source: {error}"
+        except Exception as exc:
             log.exception("segmenter failed")
+            self.failure = f"segmenter: {type(exc).__name__}: {exc}".splitlines()[0]
         finally:
             self._utterances.put(None)
+
+    def _feed(self, block: FloatArray, gap: int) -> None:
+        self.notifier.audio_alive()
+        self.counters.blocks += 1
+        found = self.endpointer.skip(gap) if gap else []
+        found += self.endpointer.feed(block)
+        for utterance in found:
+            self._enqueue(utterance)
 
     def _enqueue(self, utterance: Utterance) -> None:
         middle_s = (utterance.start_s + utterance.end_s) / 2
@@ -158,10 +189,9 @@ class Service:
         try:
             self._utterances.put_nowait(_Pending(utterance, time.perf_counter()))
         except queue.Full:
-            # Analysis is behind: this utterance is blocked unverified, and recorded.
-            self.counters.overload += 1
-            verdict = Verdict("block", "", 0.0, (OVERLOAD_REASON,), {}, {}, 0.0, utterance)
-            self._finish(verdict, None, queue_ms=0.0)
+            # Analysis is behind: this utterance will be blocked unverified, and recorded by
+            # the analysis thread (the segmenter never waits on disk).
+            self._overloaded.append(utterance)
 
     def run(self) -> Counters:
         """Blocks until the source ends or ``stop`` is called; returns the counters."""
@@ -173,6 +203,7 @@ class Service:
         log.info("listening on %s", self.source.name)
         try:
             while True:
+                self._record_overloads()
                 try:
                     item = self._utterances.get(timeout=0.25)
                 except queue.Empty:
@@ -186,38 +217,48 @@ class Service:
             self.notifier.stopping()
             self.source.stop()
             segmenter.join(timeout=5.0)
+            self._record_overloads()
+        self.counters.stopped = self._stop_requested
         return self.counters
+
+    def _record_overloads(self) -> None:
+        while self._overloaded:
+            utterance = self._overloaded.popleft()
+            self.counters.overload += 1
+            verdict = Verdict("block", "", 0.0, (OVERLOAD_REASON,), {}, {}, 0.0, utterance)
+            self._finish(verdict, 0.0)
 
     def _analyse(self, item: _Pending) -> None:
         queue_ms = (time.perf_counter() - item.queued_at) * 1000.0
-        verdict = self.pipeline.guard.check_utterance(item.utterance)
-        self._finish(verdict, self.pipeline, queue_ms)
+        verdict = self.pipeline.guard.check_utterance(item.utterance)  # fails closed itself
+        self._finish(verdict, queue_ms)
 
-    def _finish(self, verdict: Verdict, pipeline: Pipeline | None, queue_ms: float) -> None:
-        with self._lock:
-            p = pipeline or self.pipeline
+    def _finish(self, verdict: Verdict, queue_ms: float) -> None:
+        p = self.pipeline
+        try:
             decision = p.policy.decide(verdict, verdict.utterance.end_s)
-            c = self.counters
-            c.utterances += 1
-            c.allowed += verdict.allowed
-            c.blocked += not verdict.allowed
-            c.actions += decision.action is not None
-            c.by_label[verdict.label or "-"] = c.by_label.get(verdict.label or "-", 0) + 1
             p.dispatcher.submit(verdict, decision, queue_ms=round(queue_ms, 2))
+        except Exception:  # e.g. the audit disk is full: log, count, keep listening
+            log.exception("recording the utterance at %.2f s failed", verdict.utterance.start_s)
+            return
+        c = self.counters
+        c.utterances += 1
+        c.allowed += verdict.allowed
+        c.blocked += not verdict.allowed
+        c.actions += decision.action is not None
+        c.by_label[verdict.label or "-"] = c.by_label.get(verdict.label or "-", 0) + 1
 
     def _maybe_reload(self) -> None:
-        if not self._reload.is_set():
+        if not self._reload_requested:
             return
-        self._reload.clear()
+        self._reload_requested = False
         if self.reload_fn is None:
             return
         try:
-            new = self.reload_fn()
+            self.pipeline = self.reload_fn(self.pipeline)  # it closes what it replaces
         except Exception as exc:
-            log.error("reload refused, the old config keeps running: %s", exc)
+            lines = str(exc).strip().splitlines()
+            why = lines[0] if lines else type(exc).__name__
+            log.error("reload refused, the old config keeps running: %s", why)
             return
-        with self._lock:
-            old = self.pipeline
-            self.pipeline = new
-        old.close()
         log.info("config reloaded")
