@@ -16,7 +16,7 @@ over real background noise, and read the audit log afterwards.
 - idle: quiet room noise only, paced; CPU seconds of this process / wall seconds (% of one
   core) and resident memory.
 - soak: ``--hours`` of audio written as 10-minute WAV files, replayed with ``--fast``; checks
-  that every utterance has exactly one audit record and samples RSS every 10 s.
+  that every utterance has exactly one audit record and samples RSS every 2 s.
 
 BLAS is pinned to one thread; one interpreter thread. Quote medians; the machine is shared.
 """
@@ -169,7 +169,7 @@ def soak(args: argparse.Namespace) -> dict[str, object]:
 
     def sample() -> None:
         t0 = time.monotonic()
-        while not stop.wait(10.0):
+        while not stop.wait(2.0):
             rss.append((time.monotonic() - t0, proc.memory_info().rss / 1e6))
 
     with tempfile.TemporaryDirectory() as tmp:
