@@ -80,7 +80,9 @@ def build_pipeline(
     guard: Guard | None = None,
     handlers: dict[str, Handler] | None = None,
 ) -> OwnedPipeline:
-    guard = guard or Guard.from_settings(settings, model_path=model_path)
+    if guard is None:
+        guard = Guard.from_settings(settings, model_path=model_path)
+        guard.warm_up()
     handlers = handlers if handlers is not None else build_handlers(settings)
     a = settings.audit
     clips = ClipStore(a.clip_dir, int(a.max_clip_mb * 1e6)) if a.clip_dir is not None else None
@@ -112,6 +114,7 @@ def reload_pipeline(
     touched (a failure leaves it running); the policy keeps its refractory times; handlers and
     the audit file are reused when their settings did not change."""
     guard = Guard.from_settings(settings, model_path=model_path)
+    guard.warm_up()
     policy = Policy(settings.policy)
     policy.inherit(old.policy)
     if settings.handlers == old.settings.handlers and settings.audit == old.settings.audit:

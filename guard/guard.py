@@ -61,6 +61,12 @@ class Guard:
     def from_config(cls, path: str | Path, model_path: Path | None = None) -> Guard:
         return cls.from_settings(load_settings(path), model_path)
 
+    def warm_up(self) -> None:
+        """One decision on quiet noise, so every interpreter (STRIP's and the consistency
+        detector's batch sizes included) is allocated before the first real utterance."""
+        rng = np.random.default_rng(0)
+        self.check((0.001 * rng.standard_normal(SAMPLE_RATE_HZ)).astype(np.float32))
+
     def check(
         self,
         samples: npt.NDArray[np.float32],

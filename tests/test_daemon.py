@@ -271,3 +271,35 @@ def test_speech_then_lock_chain_and_every_verdict_on_mqtt(
     assert command["action"] == "lights_off"
     assert sorted(v["verdict"] for v in verdicts) == sorted(r["verdict"] for r in rows)
     assert counts and counts[-1] == sum(r["verdict"] == "block" for r in rows)
+
+
+def test_overload_blocks_and_records_never_forwards(
+    tmp_path: Path, lock: DoorLockSimulator
+) -> None:
+    """Audio arrives much faster than real time on stdin with room for one waiting utterance:
+    the surplus is blocked as overload, recorded, and never reaches the lock."""
+    config = write_config(
+        tmp_path, lock.url, audio={"utterance_queue": 1, "ring_blocks": 4096, "block_ms": 100}
+    )
+    go = read_audio(DEMO / "go_clean.wav")
+    gap = np.zeros(8000, np.float32)
+    stream = np.concatenate([np.concatenate([gap, go]) for _ in range(40)] + [gap])
+    pcm = np.round(stream * 32767).astype("<i2").tobytes()
+    done = subprocess.run(
+        [*GUARD, "run", "--config", str(config), "--source", "-", "--quiet"],
+        input=pcm,
+        capture_output=True,
+        timeout=120,
+        env=_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    rows = read_records(tmp_path / "audit.jsonl")
+    assert len(rows) == 40  # every utterance has its one record
+    overloaded = [r for r in rows if r["reasons"] == ["overload"]]
+    assert overloaded, "the stream was not fast enough to overload analysis"
+    assert all(r["verdict"] == "block" and r["handlers"] == {} for r in overloaded)
+    assert f"({len(overloaded)} for overload)" in done.stderr.decode()
+    unlocked = [r for r in rows if r["handlers"].get("door_lock") == "ok: unlocked"]
+    assert all(r["verdict"] == "allow" and r["reasons"] == [] for r in unlocked)
+    assert lock.count("/unlock") == len(unlocked)  # every unlock is a verified utterance
