@@ -189,8 +189,8 @@ def run_settings(
             with contextlib.suppress(OSError, ValueError):
                 print(live_line(row), file=out, flush=True)
 
+    src = build_source(settings, source, fast)  # first: it checks the paths, opens nothing
     pipeline = build_pipeline(settings, audit_log, show, model_path)
-    src = build_source(settings, source, fast)
     endpointer = Endpointer(settings.endpoint)
 
     def reload(old: Pipeline) -> Pipeline:
@@ -216,8 +216,11 @@ def run_settings(
         if isinstance(current, OwnedPipeline):
             current.close()
     counters.failure = service.failure or ""
-    for problem in getattr(src, "unreadable", []):
+    unreadable = getattr(src, "unreadable", [])
+    for problem in unreadable:
         log.error("%s", problem)
+    if unreadable and not counters.failure:
+        counters.failure = f"{len(unreadable)} input(s) could not be read (see above)"
     if src.ring.overflows:
         log.warning(
             "audio overflow: %d blocks (%.1f s) dropped",
