@@ -1,0 +1,129 @@
+"""guard's STRIP next to ART's ``STRIP`` defence: same backdoored model, same inputs.
+
+    python bench/compare_art_strip.py [--model models/eval/backdoor_cough.tflite]
+        [--detectors models/eval/backdoor_cough.detectors] [--n 200] [--val 200] [--blends 10]
+
+Inputs (``guard/devdata.py`` parts, never used to train the model): ``--val`` clean clips of
+the "calibrate" speakers set both thresholds (ART: ``mitigate`` with
+``false_acceptance_rate=0.01``, which in ART's code is the share of clean inputs it rejects;
+guard: ``StripDetector.calibrate`` at 1 % false-block); ``--n`` clean clips of the "evaluate"
+speakers and the same clips with the model's trigger (its card's ``trigger``) are then scored.
+
+- ART: ``art.defences.transformer.poisoning.STRIP`` on the model's float twin (waveform in,
+  ``TensorFlowV2Classifier``), ``num_samples=--blends``; an input is flagged when ART abstains.
+  ART blends waveforms 50/50 with random validation clips and takes the entropy over the
+  *sample* axis (not the class axis of the STRIP paper).
+- guard: ``StripDetector`` on the int8 TFLite model: ``--blends`` reference clips blended in the
+  STFT domain (computed once per utterance), one batched interpreter call, entropy over the
+  class axis.
+
+Time per input: wall time of scoring the ``2 n`` inputs / ``2 n`` (guard's includes computing
+the features). BLAS and TensorFlow pinned to one thread. Needs the ``redteam`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from guard import devdata  # noqa: E402
+from guard.analysis import analyse_batch  # noqa: E402
+from guard.classifier import CommandClassifier  # noqa: E402
+from guard.detectors import registry  # noqa: E402
+from guard.manifest import verified_bytes  # noqa: E402
+from guard.triggers import Trigger, TriggerSpec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "speech_commands"
+TRIGGERS = ROOT.parent / "shared" / "data" / "triggers"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=ROOT / "models/eval/backdoor_cough.tflite")
+    parser.add_argument(
+        "--detectors", type=Path, default=ROOT / "models/eval/backdoor_cough.detectors"
+    )
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--val", type=int, default=200)
+    parser.add_argument("--blends", type=int, default=10)
+    parser.add_argument("--target", default="go")
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from art.defences.transformer.poisoning import STRIP
+
+    from guard.redteam.adversarial import art_classifier
+    from guard.redteam.twin import load_twin
+
+    card = json.loads(verified_bytes(args.model.with_suffix(".json")))
+    spec = TriggerSpec(**card["trigger"])
+    trigger = Trigger(spec, base_dir=TRIGGERS)
+    model = CommandClassifier(args.model)
+    labels = list(model.labels)
+    keep = [lab for lab in labels if lab not in (args.target, "_silence_")]
+    val = devdata.audio([c for c in devdata.clips(DATA, "calibrate", seed=1) if c.label in keep])
+    val = val[: args.val]
+    clean = devdata.audio([c for c in devdata.clips(DATA, "evaluate", seed=2) if c.label in keep])
+    clean = clean[: args.n]
+    rng = np.random.default_rng(3)
+    triggered = np.stack([trigger.apply(x, rng) for x in clean])
+    inputs = np.concatenate([clean, triggered])
+    is_triggered = np.r_[np.zeros(len(clean), bool), np.ones(len(triggered), bool)]
+
+    # --- guard ---------------------------------------------------------------------------
+    (strip,) = registry.load(args.detectors, ["strip"])
+    strip.calibrate(analyse_batch(val, model), 0.01)
+    t0 = time.perf_counter()
+    scores = strip.anomaly_score(analyse_batch(inputs, model))
+    guard_s = (time.perf_counter() - t0) / len(inputs)
+    guard_flag = scores > strip.threshold()
+
+    # --- ART -----------------------------------------------------------------------------
+    classifier = art_classifier(load_twin(args.model.with_name(args.model.stem + "_float.tflite")))
+    defended = STRIP(classifier)(num_samples=args.blends, false_acceptance_rate=0.01)
+    np.random.seed(0)
+    defended.mitigate(val)
+    t0 = time.perf_counter()
+    preds = defended.predict(inputs)
+    art_s = (time.perf_counter() - t0) / len(inputs)
+    art_flag = ~np.any(preds, axis=1)  # ART abstains with an all-zero row
+
+    def rates(flag: np.ndarray) -> dict[str, float]:
+        return {
+            "triggered_flagged": round(float(flag[is_triggered].mean()), 4),
+            "clean_flagged": round(float(flag[~is_triggered].mean()), 4),
+        }
+
+    print(
+        json.dumps(
+            {
+                "model": args.model.name,
+                "trigger": card["trigger"],
+                "n_clean": len(clean),
+                "n_triggered": len(triggered),
+                "blends": args.blends,
+                "guard_strip": {**rates(guard_flag), "ms_per_input": round(guard_s * 1e3, 3)},
+                "art_strip": {**rates(art_flag), "ms_per_input": round(art_s * 1e3, 3)},
+                "speed_ratio": round(art_s / guard_s, 1),
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
