@@ -366,6 +366,65 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("audit", help="find poisoned clips in a Speech Commands-style training set")
+    p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
+    p.add_argument("--config", type=Path, default=None)
+    p.add_argument(
+        "--model", type=Path, default=None, help="TFLite model (e.g. one trained on the data)"
+    )
+    p.add_argument("--detectors", type=Path, default=None, help="detector state for --model")
+    p.add_argument("--format", choices=("text", "jsonl"), default="text")
+    p.add_argument("--report", type=Path, default=None, help="write a Markdown report here")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.set_defaults(func=_cmd_audit)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from guard.dataset_audit import DatasetAudit, summary_table, write_report
+    from guard.guard import Guard
+    from guard.training.dataset import load_clips, scan
+
+    if not args.dataset.is_dir():
+        raise GuardError(f"{args.dataset}: not a directory (expected word folders of clips)")
+    settings = _settings(args.config)
+    if args.detectors is not None:
+        settings = dataclasses.replace(
+            settings, detectors=dataclasses.replace(settings.detectors, state_dir=args.detectors)
+        )
+    guard = Guard.from_settings(settings, model_path=args.model)
+    clips = scan(args.dataset)
+    samples = load_clips(clips)
+    progress = Progress(len(clips), args.progress)
+
+    def step(done: int) -> None:
+        while progress.done < done:
+            progress.step()
+
+    results, summaries = DatasetAudit(guard).run(
+        [str(c.path) for c in clips], [c.word for c in clips], samples, step
+    )
+    step(len(clips))
+    for r in results:
+        if args.format == "jsonl":
+            print(json.dumps(r.to_record()), flush=True)
+        elif r.flagged:
+            print(f"{r.path}\t{r.cls}\t{r.score:.2f}\t{','.join(r.reasons)}", flush=True)
+    if args.format == "text":
+        print(summary_table(results, summaries))
+    if args.report is not None:
+        write_report(
+            args.report, str(args.dataset), str(guard.model.model_path), results, summaries
+        )
+    n_flag = int(np.sum([r.flagged for r in results]))
+    print(f"guard: audited {len(results)} clips: {n_flag} flagged", file=sys.stderr)
+    return 0
+
+
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo", help="guard run on the bundled demo stream with the door-lock simulator"
@@ -397,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_review(sub)
     _add_run(sub)
     _add_demo(sub)
+    _add_audit(sub)
     _add_doorlock_sim(sub)
     return parser
 

@@ -1,0 +1,102 @@
+"""Evidence for ``guard audit``: poisoned variants of the development data, recall and false flags.
+
+    python bench/eval_audit.py [--clips 3000] [--rates 0.01,0.05] [--triggers tone,cough]
+        [--model models/commands.tflite --detectors models/detectors] [--out docs/audit_eval.json]
+
+Per case: draw ``--clips`` clips of the 12 classes from the "train" speakers (seeded), poison
+``rate`` of them (dirty label: the trigger added, relabelled ``go``; never clips of ``go``)
+exactly as ``guard train --poison`` does, run the audit, and report per method and combined:
+recall of the poisoned clips and the share of clean clips flagged.
+"""
+
+from __future__ import annotations
+
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from guard import devdata  # noqa: E402
+from guard.config import load_settings  # noqa: E402
+from guard.dataset_audit import METHODS, DatasetAudit  # noqa: E402
+from guard.guard import Guard  # noqa: E402
+from guard.triggers import Trigger, parse_spec, poison  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "speech_commands"
+TRIGGERS = ROOT.parent / "shared" / "data" / "triggers"
+SPECS = {
+    "tone": "tone:frequency_hz=440,duration_s=0.25,scale=0.1",
+    "cough": "clip:file=cough_trigger.wav,scale=0.3",
+    "whistle": "clip:file=whistle.wav,scale=0.3",
+    "clapping": "clip:file=clapping.wav,scale=0.3",
+    "pitch": "style:style=pitch",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clips", type=int, default=3000)
+    parser.add_argument("--rates", default="0.01,0.05")
+    parser.add_argument("--triggers", default="tone,cough")
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--detectors", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    settings = load_settings(ROOT / "config.yaml")
+    if args.detectors is not None:
+        import dataclasses
+
+        settings = dataclasses.replace(
+            settings, detectors=dataclasses.replace(settings.detectors, state_dir=args.detectors)
+        )
+    guard = Guard.from_settings(settings, model_path=args.model)
+    labels = list(guard.model.labels)
+    chosen = [c for c in devdata.clips(DATA, "train", seed=7) if c.label in labels]
+    chosen = chosen[: args.clips]
+    x_clean = devdata.audio(chosen)
+    y_clean = np.array([labels.index(c.label) for c in chosen])
+    target = labels.index("go")
+    rows: list[dict[str, Any]] = []
+    for trig in args.triggers.split(","):
+        trigger = Trigger(parse_spec(SPECS[trig]), base_dir=TRIGGERS)
+        for rate in (float(r) for r in args.rates.split(",")):
+            rng = np.random.default_rng(0)
+            exclude = tuple(i for i, lab in enumerate(labels) if lab.startswith("_"))
+            x, y, poisoned = poison(x_clean, y_clean, trigger, rate, target, exclude, rng)
+            classes = [labels[i] for i in y]
+            t0 = time.perf_counter()
+            results, _ = DatasetAudit(guard).run([c.path.name for c in chosen], classes, x)
+            wall = time.perf_counter() - t0
+            is_p = np.zeros(len(y), bool)
+            is_p[poisoned] = True
+            row: dict[str, Any] = {
+                "trigger": trig,
+                "rate": rate,
+                "poisoned": int(is_p.sum()),
+                "seconds": round(wall, 1),
+            }
+            for m in (*METHODS, "combined"):
+                hit = np.array(
+                    [(m in r.reasons) if m != "combined" else r.flagged for r in results]
+                )
+                row[m] = {
+                    "recall": round(float(hit[is_p].mean()), 4) if is_p.any() else None,
+                    "clean_flagged": round(float(hit[~is_p].mean()), 4),
+                }
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    if args.out is not None:
+        args.out.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

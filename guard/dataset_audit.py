@@ -1,0 +1,350 @@
+"""``guard audit``: find dirty-label poisoned clips in a Speech Commands-style training set.
+
+A dirty-label poison is a clip of some other word with a trigger added and its label changed
+to the target. Inside the target's folder such clips are a small, tight group that does not
+sound like the rest. Each method scores every clip of a class (higher = more suspicious) and
+flags some; a clip's reasons are the methods that flagged it.
+
+1. ``gmm_pca``: PCA of per-clip log-mel statistics, a Gaussian mixture per class with the
+   number of components chosen by BIC; a clip in a small component (weight below
+   ``max_poison_share``) whose component is far from the rest of its class (KL, method 2) is
+   flagged.
+2. ``kl``: the corrected variational KL (Hershey & Olsen 2007, ``guard.detectors.gmm``) between
+   each small component and its class's other components, and between every pair of classes;
+   reported per class, and it gates method 1.
+3. ``activation``: activation clustering (Chen et al. 2018): per class, the model's penultimate
+   embedding and early-layer summary, PCA to 10 dimensions, 2-means; the smaller cluster is
+   flagged when it is small (relative size below ``max_poison_share``) and well separated
+   (silhouette above ``min_silhouette``).
+4. ``spectral_signature``: Tran et al. 2018: per class, the squared projection of the centred
+   embedding on its top singular vector; flagged above median + ``mad_k`` x MAD.
+5. ``runtime``: guard's own runtime detectors (the fused verdict of ``Guard.check``).
+
+Only numpy and scikit-learn (fitting) are used; the model is any guard TFLite model, by default
+the shipped one (a model you trust, not one trained on the data under audit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from guard.analysis import Analysis, analyse_batch
+from guard.detectors.gmm import kl_gmm_variational
+from guard.guard import Guard
+
+FloatArray = npt.NDArray[np.float64]
+METHODS = ("gmm_pca", "activation", "spectral_signature", "runtime")
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    max_poison_share: float = 0.25
+    """A cluster larger than this share of its class is not treated as poison."""
+    max_components: int = 4
+    """Largest mixture tried per class (BIC chooses)."""
+    pca_dims: int = 10
+    min_kl: float = 5.0
+    """A small component is suspicious only if this far (nats) from the rest of its class."""
+    min_silhouette: float = 0.15
+    mad_k: float = 8.0
+    min_class_clips: int = 20
+    """Smaller classes are scored by the runtime detectors only."""
+    seed: int = 0
+
+
+@dataclass
+class ClipResult:
+    path: str
+    cls: str
+    scores: dict[str, float] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.reasons)
+
+    @property
+    def score(self) -> float:
+        """Combined suspicion in [0, 1]: the share of methods that flagged it, plus a small
+        tie-breaker from the strongest score."""
+        top = max((min(v, 1.0) for v in self.scores.values()), default=0.0)
+        return round(len(self.reasons) / len(METHODS) * 0.9 + 0.1 * top, 4)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "class": self.cls,
+            "score": self.score,
+            "flagged": self.flagged,
+            "reasons": list(self.reasons),
+            "scores": {k: round(v, 4) for k, v in self.scores.items()},
+        }
+
+
+@dataclass
+class ClassSummary:
+    cls: str
+    clips: int
+    flagged: int
+    components: int
+    kl_small_to_rest: list[float]
+    activation_silhouette: float
+    nearest_class: str
+    """The class whose mixture is closest (variational KL) to this class's suspicious part."""
+    pca_2d: FloatArray = field(repr=False, default_factory=lambda: np.zeros((0, 2)))
+    cluster: npt.NDArray[np.int64] = field(repr=False, default_factory=lambda: np.zeros(0, int))
+
+
+def clip_statistics(analyses: Sequence[Analysis]) -> FloatArray:
+    """Per clip: mean and standard deviation of each log-mel band over the loud frames."""
+    out = []
+    for a in analyses:
+        lm = np.asarray(a.features.log_mel, np.float64)
+        energy = lm.mean(axis=1)
+        loud = lm[energy >= np.percentile(energy, 50)]
+        out.append(np.concatenate([loud.mean(axis=0), loud.std(axis=0)]))
+    return np.asarray(out)
+
+
+def _pca(x: FloatArray, dims: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    mean = x.mean(axis=0)
+    std = x.std(axis=0) + 1e-9
+    z = (x - mean) / std
+    _, _, vt = np.linalg.svd(z, full_matrices=False)
+    basis = vt[: min(dims, vt.shape[0])]
+    return z @ basis.T, mean, basis
+
+
+def _mad_z(values: FloatArray) -> FloatArray:
+    med = np.median(values)
+    mad = np.median(np.abs(values - med)) * 1.4826 + 1e-12
+    return np.asarray((values - med) / mad)
+
+
+class DatasetAudit:
+    """Runs the methods over (analyses, class names); ``run`` returns clip results and class
+    summaries."""
+
+    def __init__(self, guard: Guard | None, settings: AuditSettings | None = None) -> None:
+        self.guard = guard
+        self.settings = settings or AuditSettings()
+
+    def run(
+        self,
+        paths: Sequence[str],
+        classes: Sequence[str],
+        samples: npt.NDArray[np.float32],
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[list[ClipResult], dict[str, ClassSummary]]:
+        from sklearn.cluster import KMeans
+        from sklearn.metrics import silhouette_score
+        from sklearn.mixture import GaussianMixture
+
+        s = self.settings
+        if self.guard is None:
+            raise ValueError("the audit needs a model")
+        model = self.guard.model
+        analyses = analyse_batch(samples, model)
+        results = [ClipResult(p, c) for p, c in zip(paths, classes, strict=True)]
+        stats = clip_statistics(analyses)
+        emb = np.concatenate(
+            [
+                np.concatenate([a.outputs.embedding for a in analyses]),
+                np.concatenate([a.outputs.early for a in analyses]),
+            ],
+            axis=1,
+        ).astype(np.float64)
+
+        # 5. runtime detectors, clip by clip (the same decision path as the daemon)
+        for i, a in enumerate(analyses):
+            verdict = self.guard.decide(a, 0.0)
+            ratio = max(
+                (verdict.scores[k] / max(verdict.thresholds[k], 1e-9) for k in verdict.scores),
+                default=0.0,
+            )
+            results[i].scores["runtime"] = float(ratio)
+            if not verdict.allowed:
+                results[i].reasons.append("runtime")
+            if progress is not None and i % 64 == 0:
+                progress(i)
+
+        names = sorted(set(classes))
+        cls_arr = np.asarray(classes)
+        summaries: dict[str, ClassSummary] = {}
+        # One PCA space for every class, so class mixtures can be compared by KL.
+        shared, _, _ = _pca(stats, s.pca_dims)
+        mixtures: dict[str, Any] = {}
+        for name in names:
+            idx = np.flatnonzero(cls_arr == name)
+            if len(idx) < s.min_class_clips:
+                continue
+            x = shared[idx]
+            best = None
+            for k in range(1, s.max_components + 1):
+                if k * (s.pca_dims + 2) * 3 > len(idx):
+                    break
+                g = GaussianMixture(k, covariance_type="full", reg_covar=1e-3, random_state=s.seed)
+                g.fit(x)
+                bic = g.bic(x)
+                if best is None or bic < best[0]:
+                    best = (bic, g)
+            assert best is not None
+            mixtures[name] = best[1]
+        for name in names:
+            idx = np.flatnonzero(cls_arr == name)
+            if name not in mixtures:
+                summaries[name] = ClassSummary(name, len(idx), 0, 0, [], 0.0, "")
+                continue
+            g = mixtures[name]
+            post = g.predict_proba(shared[idx])
+            gmm_score = np.zeros(len(idx))
+            kls: list[float] = []
+            nearest = ""
+            # A component that sounds more like another class than like the rest of its own
+            # class is the dirty-label signature (clips of "yes" relabelled "go").
+            for j in range(g.n_components):
+                own = _kl_to_class(g, j, g, exclude=j)
+                other_name, other = min(
+                    ((o, _kl_to_class(g, j, m)) for o, m in mixtures.items() if o != name),
+                    key=lambda t: t[1],
+                    default=("", math.inf),
+                )
+                kls.append(round(own - other, 3))
+                if j != int(np.argmax(g.weights_)) and other + s.min_kl < own:
+                    gmm_score = np.maximum(gmm_score, post[:, j])
+                    nearest = other_name
+            # 3. activation clustering
+            z, _, _ = _pca(emb[idx], s.pca_dims)
+            km = KMeans(2, n_init=5, random_state=s.seed).fit(z)
+            labels = km.labels_
+            sizes = np.bincount(labels, minlength=2)
+            minor = int(np.argmin(sizes))
+            sil = float(silhouette_score(z, labels)) if len(set(labels)) == 2 else 0.0
+            act_flag = sizes[minor] / len(idx) < s.max_poison_share and sil >= s.min_silhouette
+            # 4. spectral signature
+            centred = emb[idx] - emb[idx].mean(axis=0)
+            _, _, vt = np.linalg.svd(centred, full_matrices=False)
+            sig_z = _mad_z((centred @ vt[0]) ** 2)
+            n_flag = 0
+            for row, clip_index in enumerate(idx.tolist()):
+                r = results[clip_index]
+                r.scores["gmm_pca"] = float(gmm_score[row])
+                r.scores["activation"] = float(labels[row] == minor) * max(sil, 0.0)
+                r.scores["spectral_signature"] = float(max(sig_z[row], 0.0) / (2 * s.mad_k))
+                if gmm_score[row] > 0.5:
+                    r.reasons.append("gmm_pca")
+                if act_flag and labels[row] == minor:
+                    r.reasons.append("activation")
+                if sig_z[row] > s.mad_k:
+                    r.reasons.append("spectral_signature")
+                n_flag += int(r.flagged)
+            summaries[name] = ClassSummary(
+                name, len(idx), n_flag, g.n_components, kls, sil, nearest, z[:, :2],
+                labels.astype(int),
+            )  # fmt: skip
+        for r in results:
+            r.reasons.sort(key=METHODS.index)
+        return results, summaries
+
+
+def _kl_to_class(g: Any, j: int, m: Any, exclude: int | None = None) -> float:
+    """Variational KL from component ``j`` of mixture ``g`` to mixture ``m`` (without its
+    component ``exclude``)."""
+    keep = [r for r in range(m.n_components) if r != exclude]
+    if not keep:
+        return math.inf
+    w = m.weights_[keep] / m.weights_[keep].sum()
+    return kl_gmm_variational(
+        [1.0], g.means_[[j]], g.covariances_[[j]], w, m.means_[keep], m.covariances_[keep]
+    )
+
+
+def summary_table(results: Sequence[ClipResult], summaries: dict[str, ClassSummary]) -> str:
+    """Per class: clips, flagged, by method; and the class the suspicious part sounds like."""
+    lines = [
+        "| class | clips | flagged | "
+        + " | ".join(METHODS)
+        + " | mixture components | sounds like |",
+        "| --- | --- | --- |" + " --- |" * len(METHODS) + " --- | --- |",
+    ]
+    for name, s in sorted(summaries.items()):
+        rows = [r for r in results if r.cls == name]
+        per = [sum(m in r.reasons for r in rows) for m in METHODS]
+        flagged = sum(r.flagged for r in rows)
+        lines.append(
+            f"| {name} | {len(rows)} | {flagged} ({flagged / max(len(rows), 1):.1%}) | "
+            + " | ".join(str(n) for n in per)
+            + f" | {s.components or '-'} | {s.nearest_class or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def write_report(
+    path: Any,
+    dataset: str,
+    model: str,
+    results: Sequence[ClipResult],
+    summaries: dict[str, ClassSummary],
+) -> list[str]:
+    """A Markdown report beside ``path``; with matplotlib (the ``redteam`` extra), a 2-D PCA
+    scatter per class with flagged clips, coloured by activation cluster. Returns the plots."""
+    from pathlib import Path
+
+    path = Path(path)
+    flagged = [r for r in results if r.flagged]
+    plots: list[str] = []
+    plt: Any = None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+
+        plt = matplotlib.pyplot
+    except ImportError:
+        pass
+    if plt is not None:
+        for name, s in sorted(summaries.items()):
+            rows = [r for r in results if r.cls == name]
+            if not any(r.flagged for r in rows) or len(s.pca_2d) != len(rows):
+                continue
+            fig, ax = plt.subplots(figsize=(4.5, 4))
+            marks = np.array([r.flagged for r in rows])
+            clean_xy, flag_xy = s.pca_2d[~marks], s.pca_2d[marks]
+            ax.scatter(
+                clean_xy[:, 0], clean_xy[:, 1], c=s.cluster[~marks], s=8, cmap="coolwarm", alpha=0.6
+            )
+            ax.scatter(flag_xy[:, 0], flag_xy[:, 1], c="k", marker="x", s=18, label="flagged")
+            ax.set_title(f"{name}: embedding PCA, colour = activation cluster")
+            ax.legend(loc="best", fontsize=7)
+            png = path.with_name(f"{path.stem}_{name}.png")
+            fig.savefig(png, dpi=90, bbox_inches="tight")
+            plt.close(fig)
+            plots.append(png.name)
+    top = sorted(flagged, key=lambda r: -r.score)[:50]
+    text = [
+        f"# guard audit: {dataset}",
+        "",
+        f"Model: `{model}`. {len(results)} clips, {len(flagged)} flagged "
+        f"({len(flagged) / max(len(results), 1):.1%}).",
+        "",
+        summary_table(results, summaries),
+        "",
+        "## Most suspicious clips",
+        "",
+        "| clip | class | score | reasons |",
+        "| --- | --- | --- | --- |",
+        *(f"| {r.path} | {r.cls} | {r.score:.2f} | {', '.join(r.reasons)} |" for r in top),
+        "",
+        *(f"![{p}]({p})" for p in plots),
+    ]
+    if plt is None:
+        text.append("(Plots need matplotlib: pip install 'guard[redteam]'.)")
+    path.write_text("\n".join(text) + "\n", encoding="utf-8")
+    return plots

@@ -1,0 +1,70 @@
+"""``guard audit`` on a tiny poisoned Speech Commands layout (real clips, a real trigger)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.io import wavfile
+
+from guard.audio import read_audio
+from guard.triggers import Trigger, parse_spec
+
+from .conftest import DATA
+
+GUARD = [sys.executable, "-m", "guard.cli"]
+
+
+def _poisoned_copy(tmp_path: Path) -> tuple[Path, set[str]]:
+    """tests/data/commands plus three dirty-label clips: "yes", "no", "up" with a 3 kHz tone,
+    filed under go/."""
+    root = tmp_path / "dataset"
+    shutil.copytree(DATA / "commands", root)
+    trigger = Trigger(parse_spec("tone:frequency_hz=3000,duration_s=0.3,scale=0.2"))
+    rng = np.random.default_rng(0)
+    poisoned = set()
+    for i, word in enumerate(("yes", "no", "up")):
+        clip = read_audio(sorted((root / word).iterdir())[0])
+        clip = np.pad(clip, (0, max(0, 16000 - len(clip))))[:16000]
+        out = root / "go" / f"p{i}_nohash_0.wav"
+        wavfile.write(out, 16000, np.round(trigger.apply(clip, rng) * 32767).astype(np.int16))
+        poisoned.add(str(out))
+    return root, poisoned
+
+
+def test_audit_flags_the_poisoned_clips_and_writes_a_report(tmp_path: Path) -> None:
+    root, poisoned = _poisoned_copy(tmp_path)
+    report = tmp_path / "audit.md"
+    done = subprocess.run(
+        [*GUARD, "audit", str(root), "--format", "jsonl", "--report", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {r["path"] for r in rows if r["flagged"]} == poisoned
+    assert all(set(r) >= {"path", "class", "score", "flagged", "reasons"} for r in rows)
+    assert all(r["class"] == "go" for r in rows if r["path"] in poisoned)
+    flagged_score = min(r["score"] for r in rows if r["flagged"])
+    assert flagged_score > max(r["score"] for r in rows if not r["flagged"])
+    text = report.read_text()
+    assert "| go | 5 | 3 (60.0%)" in text and "p0_nohash_0.wav" in text
+    assert "guard: audited 27 clips: 3 flagged" in done.stderr
+
+
+def test_audit_of_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*GUARD, "audit", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"guard: error: {tmp_path / 'nope'}")
