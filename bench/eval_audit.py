@@ -3,7 +3,7 @@
     python bench/eval_audit.py [--clips 3000] [--rates 0.01,0.05] [--triggers tone,cough]
         [--model models/commands.tflite --detectors models/detectors] [--out docs/audit_eval.json]
 
-Per case: draw ``--clips`` clips of the 12 classes from the "train" speakers (seeded), poison
+Per case: draw ``--clips`` clips of the 12 classes (``--part``: by default the validation speakers, whom the shipped model never heard), poison
 ``rate`` of them (dirty label: the trigger added, relabelled ``go``; never clips of ``go``)
 exactly as ``guard train --poison`` does, run the audit, and report per method and combined:
 recall of the poisoned clips and the share of clean clips flagged.
@@ -25,6 +25,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from guard import devdata  # noqa: E402
+from guard.classifier import CommandClassifier  # noqa: E402
 from guard.config import load_settings  # noqa: E402
 from guard.dataset_audit import METHODS, DatasetAudit  # noqa: E402
 from guard.guard import Guard  # noqa: E402
@@ -50,6 +51,13 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--detectors", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--part",
+        default="validation",
+        choices=("train", "validation"),
+        help="speakers to draw from: the shipped model's training speakers, or the validation "
+        "speakers it never heard (calibrate + evaluate halves)",
+    )
     args = parser.parse_args()
     settings = load_settings(ROOT / "config.yaml")
     if args.detectors is not None:
@@ -60,8 +68,10 @@ def main() -> None:
         )
     guard = Guard.from_settings(settings, model_path=args.model)
     labels = list(guard.model.labels)
-    chosen = [c for c in devdata.clips(DATA, "train", seed=7) if c.label in labels]
+    parts = ("train",) if args.part == "train" else ("calibrate", "evaluate")
+    chosen = [c for p in parts for c in devdata.clips(DATA, p, seed=7) if c.label in labels]
     chosen = chosen[: args.clips]
+    reference = CommandClassifier(settings.model.path) if args.model is not None else None
     x_clean = devdata.audio(chosen)
     y_clean = np.array([labels.index(c.label) for c in chosen])
     target = labels.index("go")
@@ -74,7 +84,9 @@ def main() -> None:
             x, y, poisoned = poison(x_clean, y_clean, trigger, rate, target, exclude, rng)
             classes = [labels[i] for i in y]
             t0 = time.perf_counter()
-            results, _ = DatasetAudit(guard).run([c.path.name for c in chosen], classes, x)
+            results, _ = DatasetAudit(guard, reference=reference).run(
+                [c.path.name for c in chosen], classes, x
+            )
             wall = time.perf_counter() - t0
             is_p = np.zeros(len(y), bool)
             is_p[poisoned] = True
@@ -96,6 +108,27 @@ def main() -> None:
             rows.append(row)
     if args.out is not None:
         args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    print(markdown(rows))
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """Recall of the poisoned clips / share of clean clips flagged, per method and combined."""
+    methods = (*METHODS, "combined")
+    lines = [
+        "| trigger | rate | poisoned | " + " | ".join(methods) + " |",
+        "| --- | --- | --- |" + " --- |" * len(methods),
+    ]
+    for r in rows:
+        cells = [
+            f"{r[m]['recall']:.0%} / {r[m]['clean_flagged']:.1%}"
+            if m != "combined"
+            else f"**{r[m]['recall']:.0%} / {r[m]['clean_flagged']:.1%}**"
+            for m in methods
+        ]
+        lines.append(
+            f"| {r['trigger']} | {r['rate']:.0%} | {r['poisoned']} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

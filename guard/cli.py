@@ -405,7 +405,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         while progress.done < done:
             progress.step()
 
-    results, summaries = DatasetAudit(guard).run(
+    from guard.classifier import CommandClassifier
+
+    # The k-NN label check listens with a model trusted to hear words: the configured one.
+    reference = CommandClassifier(settings.model.path) if args.model is not None else None
+    results, summaries = DatasetAudit(guard, reference=reference).run(
         [str(c.path) for c in clips], [c.word for c in clips], samples, step
     )
     step(len(clips))

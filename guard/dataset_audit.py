@@ -5,6 +5,9 @@ to the target. Inside the target's folder such clips are a small, tight group th
 sound like the rest. Each method scores every clip of a class (higher = more suspicious) and
 flags some; a clip's reasons are the methods that flagged it.
 
+0. ``knn``: deep k-NN label consistency (Peri et al. 2020): in the penultimate embedding of a
+   model trusted to hear words (by default the shipped one), the share of a clip's 10 nearest
+   neighbours that carry its label; a "yes" filed under "go" has "yes" neighbours.
 1. ``gmm_pca``: PCA of per-clip log-mel statistics, a Gaussian mixture per class with the
    number of components chosen by BIC; a clip in a small component (weight below
    ``max_poison_share``) whose component is far from the rest of its class (KL, method 2) is
@@ -35,11 +38,12 @@ import numpy as np
 import numpy.typing as npt
 
 from guard.analysis import Analysis, analyse_batch
+from guard.classifier import CommandClassifier
 from guard.detectors.gmm import kl_gmm_variational
 from guard.guard import Guard
 
 FloatArray = npt.NDArray[np.float64]
-METHODS = ("gmm_pca", "activation", "spectral_signature", "runtime")
+METHODS = ("knn", "gmm_pca", "activation", "spectral_signature", "runtime")
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,14 @@ class AuditSettings:
     min_kl: float = 5.0
     """A small component is suspicious only if this far (nats) from the rest of its class."""
     min_silhouette: float = 0.15
-    mad_k: float = 8.0
+    mad_k: float = 12.0
     min_class_clips: int = 20
     """Smaller classes are scored by the runtime detectors only."""
     seed: int = 0
+    knn_k: int = 10
+    """Neighbours asked in the k-NN label check."""
+    knn_min_share: float = 0.2
+    """A clip whose neighbours share its label less often than this is flagged."""
 
 
 @dataclass
@@ -121,6 +129,21 @@ def _pca(x: FloatArray, dims: int) -> tuple[FloatArray, FloatArray, FloatArray]:
     return z @ basis.T, mean, basis
 
 
+def _knn_label_share(emb: FloatArray, labels: npt.NDArray[Any], k: int) -> FloatArray:
+    """For each clip, the share of its ``k`` nearest neighbours (cosine, itself excluded) that
+    carry the same label."""
+    z = emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12)
+    out = np.empty(len(z))
+    k = max(1, min(k, len(z) - 1))
+    for start in range(0, len(z), 512):
+        sim = z[start : start + 512] @ z.T
+        rows = np.arange(sim.shape[0])
+        sim[rows, start + rows] = -np.inf
+        nearest = np.argpartition(-sim, k, axis=1)[:, :k]
+        out[start : start + len(sim)] = (labels[nearest] == labels[start + rows, None]).mean(1)
+    return out
+
+
 def _mad_z(values: FloatArray) -> FloatArray:
     med = np.median(values)
     mad = np.median(np.abs(values - med)) * 1.4826 + 1e-12
@@ -131,9 +154,17 @@ class DatasetAudit:
     """Runs the methods over (analyses, class names); ``run`` returns clip results and class
     summaries."""
 
-    def __init__(self, guard: Guard | None, settings: AuditSettings | None = None) -> None:
+    def __init__(
+        self,
+        guard: Guard | None,
+        settings: AuditSettings | None = None,
+        reference: CommandClassifier | None = None,
+    ) -> None:
         self.guard = guard
         self.settings = settings or AuditSettings()
+        self.reference = reference
+        """A model trusted to hear words (the shipped one) for the k-NN label check; the
+        audited ``guard.model`` when None."""
 
     def run(
         self,
@@ -160,6 +191,21 @@ class DatasetAudit:
             ],
             axis=1,
         ).astype(np.float64)
+
+        # 0. deep k-NN label consistency (Peri et al. 2020): does a clip sound like its label?
+        ref = self.reference or model
+        ref_emb = (
+            emb[:, : analyses[0].outputs.embedding.shape[1]]
+            if ref is model
+            else np.concatenate([a.outputs.embedding for a in analyse_batch(samples, ref)])
+        )
+        knn_share = _knn_label_share(np.asarray(ref_emb, np.float64), np.asarray(classes), s.knn_k)
+        names_found, counts = np.unique(np.asarray(classes), return_counts=True)
+        class_sizes = dict(zip(names_found.tolist(), counts.tolist(), strict=True))
+        for r, share in zip(results, knn_share, strict=True):
+            r.scores["knn"] = float(1.0 - share)
+            if share < s.knn_min_share and class_sizes[r.cls] >= s.min_class_clips:
+                r.reasons.append("knn")
 
         # 5. runtime detectors, clip by clip (the same decision path as the daemon)
         for i, a in enumerate(analyses):
