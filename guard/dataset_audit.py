@@ -8,6 +8,7 @@ flags some; a clip's reasons are the methods that flagged it.
 0. ``knn``: deep k-NN label consistency (Peri et al. 2020): in the penultimate embedding of a
    model trusted to hear words (by default the shipped one), the share of a clip's 10 nearest
    neighbours that carry its label; a "yes" filed under "go" has "yes" neighbours.
+   ``label``: the same model confidently hears another word (p(label) < 0.05, another >= 0.8).
 1. ``gmm_pca``: PCA of per-clip log-mel statistics, a Gaussian mixture per class with the
    number of components chosen by BIC; a clip in a small component (weight below
    ``max_poison_share``) whose component is far from the rest of its class (KL, method 2) is
@@ -22,6 +23,8 @@ flags some; a clip's reasons are the methods that flagged it.
 4. ``spectral_signature``: Tran et al. 2018: per class, the squared projection of the centred
    embedding on its top singular vector; flagged above median + ``mad_k`` x MAD.
 5. ``runtime``: guard's own runtime detectors (the fused verdict of ``Guard.check``).
+
+A clip is flagged when a precise method (``label``, ``runtime``) fires, or any two others agree.
 
 Only numpy and scikit-learn (fitting) are used; the model is any guard TFLite model, by default
 the shipped one (a model you trust, not one trained on the data under audit).
@@ -43,7 +46,9 @@ from guard.detectors.gmm import kl_gmm_variational
 from guard.guard import Guard
 
 FloatArray = npt.NDArray[np.float64]
-METHODS = ("knn", "gmm_pca", "activation", "spectral_signature", "runtime")
+METHODS = ("knn", "label", "gmm_pca", "activation", "spectral_signature", "runtime")
+PRECISE = frozenset({"label", "runtime"})
+"""Methods trusted alone; the others flag a clip only when two of them agree."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,9 @@ class AuditSettings:
     """Neighbours asked in the k-NN label check."""
     knn_min_share: float = 0.2
     """A clip whose neighbours share its label less often than this is flagged."""
+    label_max_probability: float = 0.05
+    """``label``: flagged when the reference model gives the clip's label less than this and
+    another word at least 0.8."""
 
 
 @dataclass
@@ -75,7 +83,8 @@ class ClipResult:
 
     @property
     def flagged(self) -> bool:
-        return bool(self.reasons)
+        """The combined rule: a precise method alone (``label``, ``runtime``), or any two."""
+        return bool(PRECISE.intersection(self.reasons)) or len(self.reasons) >= 2
 
     @property
     def score(self) -> float:
@@ -194,18 +203,26 @@ class DatasetAudit:
 
         # 0. deep k-NN label consistency (Peri et al. 2020): does a clip sound like its label?
         ref = self.reference or model
-        ref_emb = (
-            emb[:, : analyses[0].outputs.embedding.shape[1]]
-            if ref is model
-            else np.concatenate([a.outputs.embedding for a in analyse_batch(samples, ref)])
-        )
+        ref_analyses = analyses if ref is model else analyse_batch(samples, ref)
+        ref_emb = np.concatenate([a.outputs.embedding for a in ref_analyses])
+        # The reference model's own ear: a confident prediction of another word.
+        ref_probs = np.concatenate([a.outputs.probabilities for a in ref_analyses])
+        label_index = [
+            ref.labels.index(c) if c in ref.labels else ref.labels.index("_unknown_")
+            if "_unknown_" in ref.labels else -1
+            for c in classes
+        ]  # fmt: skip
         knn_share = _knn_label_share(np.asarray(ref_emb, np.float64), np.asarray(classes), s.knn_k)
         names_found, counts = np.unique(np.asarray(classes), return_counts=True)
         class_sizes = dict(zip(names_found.tolist(), counts.tolist(), strict=True))
-        for r, share in zip(results, knn_share, strict=True):
+        for i, (r, share) in enumerate(zip(results, knn_share, strict=True)):
             r.scores["knn"] = float(1.0 - share)
+            p_label = float(ref_probs[i, label_index[i]]) if label_index[i] >= 0 else 1.0
+            r.scores["label"] = 1.0 - p_label
             if share < s.knn_min_share and class_sizes[r.cls] >= s.min_class_clips:
                 r.reasons.append("knn")
+            if p_label < s.label_max_probability and float(ref_probs[i].max()) >= 0.8:
+                r.reasons.append("label")
 
         # 5. runtime detectors, clip by clip (the same decision path as the daemon)
         for i, a in enumerate(analyses):
