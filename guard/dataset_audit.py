@@ -9,13 +9,13 @@ flags some; a clip's reasons are the methods that flagged it.
    model trusted to hear words (by default the shipped one), the share of a clip's 10 nearest
    neighbours that carry its label; a "yes" filed under "go" has "yes" neighbours.
    ``label``: the same model confidently hears another word (p(label) < 0.05, another >= 0.8).
-1. ``gmm_pca``: PCA of per-clip log-mel statistics, a Gaussian mixture per class with the
-   number of components chosen by BIC; a clip in a small component (weight below
-   ``max_poison_share``) whose component is far from the rest of its class (KL, method 2) is
-   flagged.
-2. ``kl``: the corrected variational KL (Hershey & Olsen 2007, ``guard.detectors.gmm``) between
-   each small component and its class's other components, and between every pair of classes;
-   reported per class, and it gates method 1.
+1. ``gmm_pca``: PCA of per-clip log-mel statistics (one space for all classes), a Gaussian
+   mixture per class with the number of components chosen by BIC; a component other than the
+   largest that is closer to another class's mixture than to the rest of its own (by at least
+   ``min_kl`` nats) sounds like another word: its clips are flagged.
+2. ``kl``: the distances behind method 1, the corrected variational KL (Hershey & Olsen 2007,
+   ``guard.detectors.gmm``); each component's margin (own - nearest other) and the class it
+   sounds like are reported per class.
 3. ``activation``: activation clustering (Chen et al. 2018): per class, the model's penultimate
    embedding and early-layer summary, PCA to 10 dimensions, 2-means; the smaller cluster is
    flagged when it is small (relative size below ``max_poison_share``) and well separated
@@ -54,12 +54,12 @@ PRECISE = frozenset({"label", "runtime"})
 @dataclass(frozen=True)
 class AuditSettings:
     max_poison_share: float = 0.25
-    """A cluster larger than this share of its class is not treated as poison."""
+    """Activation clustering: a cluster larger than this share of its class is not poison."""
     max_components: int = 4
     """Largest mixture tried per class (BIC chooses)."""
     pca_dims: int = 10
     min_kl: float = 5.0
-    """A small component is suspicious only if this far (nats) from the rest of its class."""
+    """How much closer (nats) a component must be to another class than to its own."""
     min_silhouette: float = 0.15
     mad_k: float = 12.0
     min_class_clips: int = 20
@@ -110,7 +110,9 @@ class ClassSummary:
     clips: int
     flagged: int
     components: int
-    kl_small_to_rest: list[float]
+    kl_margins: list[float]
+    """Per mixture component: KL to the rest of its class minus KL to the nearest other class
+    (positive = it sounds more like another class)."""
     activation_silhouette: float
     nearest_class: str
     """The class whose mixture is closest (variational KL) to this class's suspicious part."""
@@ -165,7 +167,7 @@ class DatasetAudit:
 
     def __init__(
         self,
-        guard: Guard | None,
+        guard: Guard,
         settings: AuditSettings | None = None,
         reference: CommandClassifier | None = None,
     ) -> None:
@@ -187,8 +189,6 @@ class DatasetAudit:
         from sklearn.mixture import GaussianMixture
 
         s = self.settings
-        if self.guard is None:
-            raise ValueError("the audit needs a model")
         model = self.guard.model
         analyses = analyse_batch(samples, model)
         results = [ClipResult(p, c) for p, c in zip(paths, classes, strict=True)]
@@ -203,10 +203,17 @@ class DatasetAudit:
 
         # 0. deep k-NN label consistency (Peri et al. 2020): does a clip sound like its label?
         ref = self.reference or model
-        ref_analyses = analyses if ref is model else analyse_batch(samples, ref)
-        ref_emb = np.concatenate([a.outputs.embedding for a in ref_analyses])
-        # The reference model's own ear: a confident prediction of another word.
-        ref_probs = np.concatenate([a.outputs.probabilities for a in ref_analyses])
+        if ref is model:
+            ref_emb, ref_probs = (
+                emb[:, : analyses[0].outputs.embedding.shape[1]],
+                np.concatenate([a.outputs.probabilities for a in analyses]),
+            )
+        else:  # the features are the same: only the reference model runs again
+            log_mel = np.stack([a.features.log_mel for a in analyses])
+            ref_out = [ref.predict(log_mel[i : i + 256]) for i in range(0, len(log_mel), 256)]
+            ref_emb = np.concatenate([o.embedding for o in ref_out])
+            # The reference model's own ear: a confident prediction of another word.
+            ref_probs = np.concatenate([o.probabilities for o in ref_out])
         label_index = [
             ref.labels.index(c) if c in ref.labels else ref.labels.index("_unknown_")
             if "_unknown_" in ref.labels else -1

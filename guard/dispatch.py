@@ -62,9 +62,13 @@ class Dispatcher:
         self._count_lock = threading.Lock()
         self.dropped = 0
         self.records = 0
-        self._worker = threading.Thread(target=self._work, name="handlers", daemon=True)
+        self._worker = threading.Thread(
+            target=self._serve, args=(self._jobs, self._do_job), name="handlers", daemon=True
+        )
         self._worker.start()
-        self._sink_worker = threading.Thread(target=self._work_sinks, name="sinks", daemon=True)
+        self._sink_worker = threading.Thread(
+            target=self._serve, args=(self._rows, self._publish), name="sinks", daemon=True
+        )
         if self.sinks:
             self._sink_worker.start()
 
@@ -108,36 +112,33 @@ class Dispatcher:
                     log.exception("record callback failed")
         return row
 
-    def _work(self) -> None:
+    def _serve(self, items: queue.Queue[Any], handle: Callable[[Any], None]) -> None:
+        """A worker loop: handle items until ``close`` and the queue is empty."""
         while True:
             try:
-                job = self._jobs.get(timeout=0.1)
+                item = items.get(timeout=0.1)
             except queue.Empty:
                 if self._stopping.is_set():
                     return
                 continue
-            try:
-                if self._abandon.is_set():
-                    outcomes = {"dispatch": "not run: shutting down"}
-                else:
-                    outcomes = self._run_chain(job)
-                self._to_sinks(self._record(job.verdict, outcomes, job.extra))
-            except Exception:  # the audit write itself failed: keep serving the others
-                log.exception("handler worker: recording %s failed", job.extra.get("action"))
+            handle(item)
 
-    def _work_sinks(self) -> None:
-        while True:
+    def _do_job(self, job: _Job) -> None:
+        try:
+            if self._abandon.is_set():
+                outcomes = {"dispatch": "not run: shutting down"}
+            else:
+                outcomes = self._run_chain(job)
+            self._to_sinks(self._record(job.verdict, outcomes, job.extra))
+        except Exception:  # the audit write itself failed: keep serving the others
+            log.exception("handler worker: recording %s failed", job.extra.get("action"))
+
+    def _publish(self, row: dict[str, Any]) -> None:
+        for sink in self.sinks:
             try:
-                row = self._rows.get(timeout=0.1)
-            except queue.Empty:
-                if self._stopping.is_set():
-                    return
-                continue
-            for sink in self.sinks:
-                try:
-                    sink.on_verdict(row)
-                except Exception:
-                    log.exception("verdict sink %s failed", sink.name)
+                sink.on_verdict(row)
+            except Exception:
+                log.exception("verdict sink %s failed", sink.name)
 
     def _run_chain(self, job: _Job) -> dict[str, str]:
         outcomes: dict[str, str] = {}

@@ -19,7 +19,7 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -142,7 +142,7 @@ class _ThreadedSource:
     def _produce(self) -> None:
         raise NotImplementedError
 
-    def describe(self, start_s: float) -> str:
+    def describe(self, at_s: float) -> str:
         return self.name
 
 
@@ -196,10 +196,10 @@ class FileSource(_ThreadedSource):
                         return
                     position += len(block)
 
-    def describe(self, start_s: float) -> str:
+    def describe(self, at_s: float) -> str:
         name = self.name
         for t, path in self._starts:
-            if t > start_s + 1e-6:
+            if t > at_s + 1e-6:
                 break
             name = path
         return name
@@ -291,10 +291,5 @@ class MicSource:
     def ended(self) -> bool:
         return False
 
-    def describe(self, start_s: float) -> str:
+    def describe(self, at_s: float) -> str:
         return self.name
-
-
-def iter_blocks(samples: FloatArray, block_samples: int) -> Iterator[FloatArray]:
-    for i in range(0, len(samples), block_samples):
-        yield samples[i : i + block_samples]

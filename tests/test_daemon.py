@@ -59,18 +59,20 @@ def _env() -> dict[str, str]:
     return {**os.environ, "GUARD_DOOR_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
 
 
+def run_guard(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+    """``guard ARGS`` as a process with the door token set; text output unless ``input`` is
+    bytes."""
+    kwargs.setdefault("text", not isinstance(kwargs.get("input"), bytes))
+    return subprocess.run(
+        [*GUARD, *args], capture_output=True, timeout=timeout, env=_env(), check=False, **kwargs
+    )
+
+
 def test_fast_replay_decides_each_clip_once_and_only_allowed_go_unlocks(
     tmp_path: Path, lock: DoorLockSimulator
 ) -> None:
     config = write_config(tmp_path, lock.url)
-    done = subprocess.run(
-        [*GUARD, "run", "--config", str(config), "--source", str(DEMO), "--fast"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_env(),
-        check=False,
-    )
+    done = run_guard("run", "--config", str(config), "--source", str(DEMO), "--fast")
     assert done.returncode == 0, done.stderr
     rows = read_records(tmp_path / "audit.jsonl")
     by_file = {Path(r["source"]).name: r for r in rows}
@@ -100,13 +102,9 @@ def test_raw_pcm_on_stdin(tmp_path: Path, lock: DoorLockSimulator) -> None:
     gap = np.zeros(8000, np.float32)
     stream = np.concatenate([gap, clips[0], gap, clips[1], gap])
     pcm = np.round(stream * 32767).astype("<i2").tobytes()
-    done = subprocess.run(
-        [*GUARD, "run", "--config", str(config), "--source", "-", "--quiet"],
-        input=pcm + b"\x01",  # a stray odd byte at the end is ignored
-        capture_output=True,
-        timeout=120,
-        env=_env(),
-        check=False,
+    # A stray odd byte at the end is ignored.
+    done = run_guard(
+        "run", "--config", str(config), "--source", "-", "--quiet", input=pcm + b"\x01"
     )
     assert done.returncode == 0, done.stderr.decode()
     rows = read_records(tmp_path / "audit.jsonl")
@@ -167,13 +165,7 @@ def test_sigterm_drains_sighup_reloads_and_a_bad_reload_is_refused(
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("handlers:\n  chains: {door_unlock: [door_lock]}\n")
-    done = subprocess.run(
-        [*GUARD, "run", "--config", str(config), "--source", str(DEMO), "--fast"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_guard("run", "--config", str(config), "--source", str(DEMO), "--fast", timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         f"guard: error: {config}: handlers.chains.door_unlock[0]: handler 'door_lock' is not "
@@ -187,13 +179,8 @@ def test_slow_lock_times_out_the_action_but_the_record_is_written(tmp_path: Path
         data = yaml.safe_load(config.read_text())
         data["handlers"]["timeout_s"] = 0.5
         config.write_text(yaml.safe_dump(data))
-        done = subprocess.run(
-            [*GUARD, "run", "--config", str(config), "--source", str(DEMO / "go_clean.wav")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=_env(),
-            check=False,
+        done = run_guard(
+            "run", "--config", str(config), "--source", str(DEMO / "go_clean.wav"), timeout=60
         )
     assert done.returncode == 0, done.stderr
     (row,) = read_records(tmp_path / "audit.jsonl")
@@ -203,14 +190,7 @@ def test_slow_lock_times_out_the_action_but_the_record_is_written(tmp_path: Path
 
 
 def test_make_demo_blocks_the_backdoor_trigger_of_the_vendor_model() -> None:
-    done = subprocess.run(
-        [*GUARD, "demo", str(DEMO), "--fast"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
+    done = run_guard("demo", str(DEMO), "--fast", cwd=ROOT)
     assert done.returncode == 0, done.stderr
     shipped, backdoored = done.stdout.split("== 2.")
     cough = [ln for ln in backdoored.splitlines() if "off_with_cough.wav" in ln]
@@ -240,13 +220,8 @@ def test_speech_then_lock_chain_and_every_verdict_on_mqtt(
                 "mqtt": {"host": "127.0.0.1", "port": broker.port, "client_id": "guard-test"},
             },
         )
-        done = subprocess.run(
-            [*GUARD, "run", "--config", str(config), "--source", str(DEMO), "--fast"],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            env=_env(),
-            check=False,
+        done = run_guard(
+            "run", "--config", str(config), "--source", str(DEMO), "--fast", timeout=180
         )
         assert done.returncode == 0, done.stderr
         rows = read_records(tmp_path / "audit.jsonl")
@@ -285,14 +260,7 @@ def test_overload_blocks_and_records_never_forwards(
     gap = np.zeros(8000, np.float32)
     stream = np.concatenate([np.concatenate([gap, go]) for _ in range(40)] + [gap])
     pcm = np.round(stream * 32767).astype("<i2").tobytes()
-    done = subprocess.run(
-        [*GUARD, "run", "--config", str(config), "--source", "-", "--quiet"],
-        input=pcm,
-        capture_output=True,
-        timeout=120,
-        env=_env(),
-        check=False,
-    )
+    done = run_guard("run", "--config", str(config), "--source", "-", "--quiet", input=pcm)
     assert done.returncode == 0, done.stderr.decode()
     rows = read_records(tmp_path / "audit.jsonl")
     assert len(rows) == 40  # every utterance has its one record
