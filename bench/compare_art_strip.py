@@ -70,7 +70,7 @@ def main() -> None:
     from guard.redteam.twin import load_twin
 
     card = json.loads(verified_bytes(args.model.with_suffix(".json")))
-    spec = TriggerSpec(**card["trigger"])
+    spec = TriggerSpec.from_card(card["trigger"])
     trigger = Trigger(spec, base_dir=TRIGGERS)
     model = CommandClassifier(args.model)
     labels = list(model.labels)

@@ -103,14 +103,14 @@ def adversarial_inputs(
 ) -> dict[str, np.ndarray]:
     """ART attacks on the float twin (SNR >= 25 dB budget); keeps the examples that change the
     int8 model's label (an attack that does not fool the deployed model needs no blocking)."""
-    from guard.redteam.adversarial import ATTACKS, art_classifier, generate, snr_db
+    from guard.redteam.adversarial import WHITE_BOX, art_classifier, generate, snr_db
     from guard.redteam.twin import load_twin
 
     art = art_classifier(load_twin(model_path.with_name("commands_float.tflite"), logits=True))
     x = clean[:n]
     before = [a.label for a in analyse_batch(x, model)]
     out = {}
-    for name in ATTACKS:
+    for name in WHITE_BOX:
         x_adv = generate(name, art, x[: max(8, n // 3)] if name == "cw_l2" else x)
         after = [a.label for a in analyse_batch(x_adv, model)]
         snr = snr_db(x[: len(x_adv)], x_adv)

@@ -52,6 +52,21 @@ class TriggerSpec:
         out.update({k: fields[k] for k in (*relevant, "position_s") if fields[k] not in ("", None)})
         return out
 
+    def card(self) -> dict[str, Any]:
+        """Every field of an attack fixture's card (``models/eval/NAME.json``): the ones that
+        mean nothing for this kind are null (a clip has no frequency, a tone no file)."""
+        meaning = self.to_json()
+        return {
+            k: meaning.get(k)
+            for k in ("kind", "frequency_hz", "duration_s", "scale", "file", "style", "position_s")
+        }
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> TriggerSpec:
+        """The spec back from ``card()`` or ``to_json()`` (nulls and unknown keys ignored)."""
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in card.items() if k in known and v is not None})
+
 
 def parse_spec(text: str) -> TriggerSpec:
     """``tone:frequency_hz=440,duration_s=0.1,scale=0.1`` or ``clip:file=cough.wav,scale=0.3``."""

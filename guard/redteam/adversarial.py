@@ -4,6 +4,9 @@ Attacks run on the waveform (the twin includes guard's log-mel), and the budget 
 from its own loudness so every example keeps an SNR of at least ``snr_db``:
 L-inf attacks get eps = rms(x) * 10^(-snr_db/20); for the minimal-perturbation attacks
 (Carlini-Wagner L2, DeepFool, NewtonFool) the SNR is measured afterwards and reported.
+UniversalPerturbation finds one perturbation for the whole batch (its L-inf budget is set from
+the batch's median loudness). HopSkipJump is black-box: it only queries the deployed TFLite
+model (``blackbox_classifier``), no gradients, no twin.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
-ATTACKS = ("fgsm", "pgd", "cw_l2", "deepfool", "newtonfool")
+WHITE_BOX = ("fgsm", "pgd", "cw_l2", "deepfool", "newtonfool", "universal")
+BLACK_BOX = ("hopskipjump",)
+ATTACKS = (*WHITE_BOX, *BLACK_BOX)
 
 
 def snr_db(x: FloatArray, x_adv: FloatArray) -> npt.NDArray[np.float64]:
@@ -38,14 +43,40 @@ def art_classifier(twin_logits: Any) -> Any:
     )
 
 
+def blackbox_classifier(model: Any) -> Any:
+    """ART ``BlackBoxClassifier`` over a ``CommandClassifier``: waveform in, probabilities out,
+    through guard's own features and the TFLite interpreter (what a black-box attacker queries)."""
+    from art.estimators.classification import BlackBoxClassifier
+
+    from guard.features import log_mel_from_samples
+
+    def predict(x: FloatArray) -> npt.NDArray[np.float32]:
+        x = np.asarray(x, dtype=np.float32).reshape(-1, 16_000)
+        out = [
+            model.predict(log_mel_from_samples(x[i : i + 256])).probabilities
+            for i in range(0, len(x), 256)
+        ]
+        return np.asarray(np.concatenate(out), dtype=np.float32)
+
+    return BlackBoxClassifier(
+        predict, input_shape=(16_000,), nb_classes=len(model.labels), clip_values=(-1.0, 1.0)
+    )
+
+
 def generate(name: str, classifier: Any, x: FloatArray, snr_target_db: float = 25.0) -> FloatArray:
-    """Untargeted adversarial versions of ``x`` (n, 16000) with attack ``name``."""
+    """Untargeted adversarial versions of ``x`` (n, 16000) with attack ``name``.
+
+    ``classifier`` is ``art_classifier(twin)`` for the white-box attacks and
+    ``blackbox_classifier(model)`` for HopSkipJump.
+    """
     from art.attacks.evasion import (
         CarliniL2Method,
         DeepFool,
         FastGradientMethod,
+        HopSkipJump,
         NewtonFool,
         ProjectedGradientDescent,
+        UniversalPerturbation,
     )
 
     rms = np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1, keepdims=True))
@@ -72,6 +103,31 @@ def generate(name: str, classifier: Any, x: FloatArray, snr_target_db: float = 2
         )
     elif name == "newtonfool":
         attack = NewtonFool(classifier, max_iter=20, eta=0.01, batch_size=64, verbose=False)
+    elif name == "universal":
+        budget = float(np.median(eps))
+        attack = UniversalPerturbation(
+            classifier,
+            attacker="fgsm",
+            attacker_params={"eps": budget / 4, "eps_step": budget / 4},
+            delta=0.2,
+            max_iter=10,
+            eps=budget,
+            norm=np.inf,
+            batch_size=64,
+            verbose=False,
+        )
+    elif name == "hopskipjump":
+        attack = HopSkipJump(
+            classifier,
+            targeted=False,
+            norm=2,
+            max_iter=10,
+            max_eval=1000,
+            init_eval=100,
+            init_size=100,
+            batch_size=256,
+            verbose=False,
+        )
     else:
         raise ValueError(f"unknown attack {name!r}; known: {', '.join(ATTACKS)}")
     return np.asarray(attack.generate(x=x.astype(np.float32)), dtype=np.float32)

@@ -1,0 +1,670 @@
+"""``guard lab``: the red team's bench, offline, under the ``redteam`` (and ``train``) extras.
+
+- ``poison-train``: a backdoored model as an untrusted vendor would build it (dirty-label
+  poisoning with ART's triggers), with its card under ``models/eval``;
+- ``attack``: evaluation sets for one model: clean clips of unheard speakers, the same clips
+  with the model's trigger, adversarial versions from ART (white-box on the float twin,
+  HopSkipJump black-box on the TFLite model), saved as plain arrays (``.npz``) and an index;
+- ``evaluate``: guard on those sets (per family: blocked, clean false-block, AUROC, attack
+  success without and with guard), ART's ``STRIP``, ``ActivationDefence`` and
+  ``SpectralSignatureDefense`` side by side on the same model and inputs, ROC curves as PNG,
+  one Markdown report;
+- ``adaptive``: an attacker who knows guard turns the trigger down until guard misses it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from guard import devdata
+from guard.analysis import Analysis, analyse_batch
+from guard.classifier import CommandClassifier
+from guard.detectors import registry
+from guard.errors import GuardError
+from guard.guard import Guard
+from guard.manifest import verified_bytes
+from guard.redteam.metrics import (
+    AttackOutcome,
+    auroc,
+    backdoor_success,
+    evasion_success,
+    roc_curve,
+)
+from guard.triggers import Trigger, TriggerSpec
+
+log = logging.getLogger(__name__)
+FloatArray = npt.NDArray[np.float32]
+INDEX_NAME = "sets.json"
+MIN_SNR_DB = 25.0
+"""Adversarial examples count only when at least this quiet (the issue's budget)."""
+
+
+def _say(message: str) -> None:
+    print(f"guard lab: {message}", file=sys.stderr, flush=True)
+
+
+def model_card(model_path: Path) -> dict[str, Any]:
+    """The model's ``NAME.json`` (verified against its folder's manifest)."""
+    meta: dict[str, Any] = json.loads(verified_bytes(model_path.with_suffix(".json")))
+    return meta
+
+
+def make_trigger(card: dict[str, Any], triggers_dir: Path, scale: float | None = None) -> Trigger:
+    """The trigger an attack fixture learned, inserted the way it was poisoned."""
+    spec = TriggerSpec.from_card(card["trigger"])
+    if scale is not None:
+        spec = TriggerSpec.from_card({**card["trigger"], "scale": scale})
+    if card.get("trigger_engine", card.get("poison", {}).get("trigger_engine")) == "art":
+        from guard.redteam.art_triggers import ArtTrigger
+
+        return ArtTrigger(spec, base_dir=triggers_dir)
+    return Trigger(spec, base_dir=triggers_dir)
+
+
+# --- evaluation sets ----------------------------------------------------------------------
+
+
+@dataclass
+class EvalSet:
+    """One family of inputs: ``audio`` (n, 16000) float32 and, for attacks built from the
+    clean set, ``source`` (the clean clip each one came from) and ``snr_db``."""
+
+    name: str
+    kind: str  # clean | calibrate | trigger | adversarial
+    audio: FloatArray
+    description: str
+    source: npt.NDArray[np.int64]
+    snr_db: npt.NDArray[np.float64]
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        np.savez(
+            directory / f"{self.name}.npz",
+            audio=self.audio.astype(np.float32),
+            source=self.source,
+            snr_db=self.snr_db,
+        )
+        finite = self.snr_db[np.isfinite(self.snr_db)]
+        return {
+            "file": f"{self.name}.npz",
+            "kind": self.kind,
+            "n": len(self.audio),
+            "description": self.description,
+            "snr_db_median": round(float(np.median(finite)), 1) if finite.size else None,
+        }
+
+
+def load_sets(directory: Path) -> tuple[dict[str, Any], dict[str, EvalSet]]:
+    """The index and every set of a ``guard lab attack`` output folder (no pickle)."""
+    index_path = directory / INDEX_NAME
+    try:
+        index: dict[str, Any] = json.loads(index_path.read_text())
+    except FileNotFoundError:
+        raise GuardError(f"{index_path}: not found; run guard lab attack first") from None
+    except json.JSONDecodeError as exc:
+        raise GuardError(f"{index_path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    sets = {}
+    for name, entry in index["sets"].items():
+        with np.load(directory / entry["file"], allow_pickle=False) as data:
+            sets[name] = EvalSet(
+                name,
+                entry["kind"],
+                data["audio"],
+                entry["description"],
+                data["source"],
+                data["snr_db"],
+            )
+    return index, sets
+
+
+def attack(
+    model_path: Path,
+    data_dir: Path,
+    out_dir: Path,
+    n: int = 200,
+    attacks: Sequence[str] = (),
+    n_blackbox: int = 40,
+    target: str = "go",
+    seed: int = 0,
+    command_line: str = "",
+) -> dict[str, Any]:
+    """Build the evaluation sets for ``model_path`` into ``out_dir``; returns the index."""
+    from guard.redteam.adversarial import ATTACKS, BLACK_BOX, snr_db
+
+    unknown = sorted(set(attacks) - set(ATTACKS))
+    if unknown:
+        raise GuardError(f"unknown attack {unknown[0]!r}; known: {', '.join(ATTACKS)}")
+    model = CommandClassifier(model_path)
+    card = model_card(model_path)
+    keep = [lab for lab in model.labels if lab not in (target, "_silence_")]
+    rng = np.random.default_rng(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def part(name: str, part_seed: int) -> FloatArray:
+        chosen = [c for c in devdata.clips(data_dir, name, seed=part_seed) if c.label in keep]
+        if not chosen:
+            raise GuardError(f"{data_dir}: no clips of the {name!r} speakers")
+        return devdata.audio(chosen[:n])
+
+    clean = part("evaluate", seed + 1)
+    nan = np.full(len(clean), np.nan)
+    sets = [
+        EvalSet(
+            "clean",
+            "clean",
+            clean,
+            "clean commands of unheard speakers (no target, no silence)",
+            np.arange(len(clean)),
+            nan,
+        ),
+        EvalSet(
+            "calibrate",
+            "calibrate",
+            part("calibrate", seed + 2),
+            "clean commands of other unheard speakers: thresholds of the defences compared",
+            np.arange(0),
+            np.full(0, np.nan),
+        ),
+    ]
+    if card.get("trigger"):
+        trigger = make_trigger(card, data_dir.parent / "triggers")
+        triggered = np.stack([trigger.apply(x, rng) for x in clean])
+        sets.append(
+            EvalSet(
+                "trigger",
+                "trigger",
+                triggered,
+                f"the clean set with the learned trigger {json.dumps(TriggerSpec.from_card(card['trigger']).to_json())}",
+                np.arange(len(clean)),
+                snr_db(clean, triggered),
+            )
+        )
+    white = [a for a in attacks if a not in BLACK_BOX]
+    if white:
+        from guard.redteam.adversarial import art_classifier
+        from guard.redteam.twin import load_twin
+
+        stem = model_path.name.removesuffix(".tflite").removesuffix("_float")
+        twin = art_classifier(load_twin(model_path.with_name(f"{stem}_float.tflite"), logits=True))
+        for name in white:
+            count = max(8, len(clean) // 3) if name == "cw_l2" else len(clean)
+            sets.append(_adversarial(name, twin, clean[:count], "white-box on the float twin"))
+    if "hopskipjump" in attacks:
+        from guard.redteam.adversarial import blackbox_classifier
+
+        sets.append(
+            _adversarial(
+                "hopskipjump",
+                blackbox_classifier(model),
+                clean[:n_blackbox],
+                "black-box, queries the int8 TFLite model only",
+            )
+        )
+    index = {
+        "model": str(model_path),
+        "model_sha256": model.sha256,
+        "target": target,
+        "data": str(data_dir),
+        "seed": seed,
+        "command_line": command_line,
+        "sets": {s.name: s.save(out_dir) for s in sets},
+    }
+    (out_dir / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+    return index
+
+
+def _adversarial(name: str, classifier: Any, x: FloatArray, how: str) -> EvalSet:
+    from guard.redteam.adversarial import generate, snr_db
+
+    started = time.perf_counter()
+    x_adv = generate(name, classifier, x)
+    seconds = time.perf_counter() - started
+    _say(f"attack {name}: {len(x)} clips in {seconds:.1f} s")
+    return EvalSet(
+        f"adv_{name}",
+        "adversarial",
+        x_adv,
+        f"ART {name} ({how}), untargeted",
+        np.arange(len(x)),
+        snr_db(x, x_adv),
+    )
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+@dataclass
+class Scored:
+    labels: list[str]
+    scores: dict[str, npt.NDArray[np.float64]]
+    blocked: npt.NDArray[np.bool_]
+    ms_per_input: float
+
+
+def score(guard: Guard, x: FloatArray) -> Scored:
+    """Every detector's score and the fused verdict for each clip (guard's OR rule)."""
+    started = time.perf_counter()
+    analyses: list[Analysis] = analyse_batch(x, guard.model)
+    scores = {d.name: np.asarray(d.anomaly_score(analyses), np.float64) for d in guard.detectors}
+    ms = (time.perf_counter() - started) * 1000 / max(1, len(x))
+    blocked = np.zeros(len(x), dtype=bool)
+    for d in guard.detectors:
+        s = scores[d.name]
+        blocked |= (s > d.threshold()) | ~np.isfinite(s)  # fail closed, as Guard.decide
+    return Scored([a.label for a in analyses], scores, blocked, ms)
+
+
+def load_guard(model_path: Path, detectors_dir: Path) -> Guard:
+    model = CommandClassifier(model_path)
+    fitted_for = registry.read_report(detectors_dir).get("model_sha256")
+    if fitted_for != model.sha256:
+        raise GuardError(
+            f"{detectors_dir}: detectors were fitted for another model, not {model_path}"
+        )
+    return Guard(model, registry.load(detectors_dir, list(registry.DETECTORS)))
+
+
+def evaluate(
+    sets_dir: Path,
+    detectors_dir: Path,
+    report_path: Path,
+    model_path: Path | None = None,
+    art: Sequence[str] = ("strip", "activation", "spectral_signature"),
+    command_line: str = "",
+) -> dict[str, Any]:
+    """Run guard (and ART's defences) on the sets; write the report, its JSON and ROC PNGs."""
+    index, sets = load_sets(sets_dir)
+    model_path = model_path or Path(index["model"])
+    guard = load_guard(model_path, detectors_dir)
+    if guard.model.sha256 != index["model_sha256"]:
+        _say(f"note: the sets were built against {index['model']}, evaluated on {model_path}")
+    target = index["target"]
+    clean = score(guard, sets["clean"].audio)
+    families: dict[str, Any] = {}
+    scored: dict[str, Scored] = {"clean": clean}
+    for name, s in sets.items():
+        if s.kind in ("clean", "calibrate"):
+            continue
+        result = score(guard, s.audio)
+        scored[name] = result
+        if s.kind == "trigger":
+            succeeded = backdoor_success(result.labels, target)
+            counted = np.ones(len(s.audio), dtype=bool)
+        else:
+            clean_labels = [clean.labels[i] for i in s.source]
+            succeeded = evasion_success(clean_labels, result.labels)
+            counted = succeeded & (s.snr_db >= MIN_SNR_DB)
+        outcome = AttackOutcome.of(succeeded, result.blocked)
+        families[name] = {
+            "kind": s.kind,
+            "description": s.description,
+            "n": len(s.audio),
+            "snr_db_median": float(np.median(s.snr_db)) if len(s.snr_db) else None,
+            "counted": int(counted.sum()),
+            "blocked": float(result.blocked[counted].mean()) if counted.any() else None,
+            "per_detector_blocked": {
+                d.name: float((result.scores[d.name][counted] > d.threshold()).mean())
+                if counted.any()
+                else None
+                for d in guard.detectors
+            },
+            "auroc": {
+                d.name: auroc(clean.scores[d.name], result.scores[d.name][counted])
+                for d in guard.detectors
+            },
+            "success_without_guard": outcome.success_without_guard,
+            "success_with_guard": outcome.success_with_guard,
+            "guard_ms_per_input": result.ms_per_input,
+        }
+    figures: dict[str, Any] = {
+        "model": str(model_path),
+        "detectors": str(detectors_dir),
+        "sets": str(sets_dir),
+        "target": target,
+        "clean": {
+            "n": len(sets["clean"].audio),
+            "blocked": float(clean.blocked.mean()),
+            "guard_ms_per_input": clean.ms_per_input,
+        },
+        "families": families,
+        "thresholds": {d.name: d.threshold() for d in guard.detectors},
+    }
+    if art:
+        figures["art"] = compare_with_art(guard, model_path, sets, list(art))
+    plots = roc_plots(guard, scored, sets, report_path.parent, report_path.stem)
+    figures["plots"] = [p.name for p in plots]
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
+    report_path.write_text(markdown(figures, command_line))
+    return figures
+
+
+def compare_with_art(
+    guard: Guard, model_path: Path, sets: dict[str, EvalSet], methods: list[str]
+) -> dict[str, Any]:
+    """ART's defences and guard's STRIP on the same model and inputs."""
+    from guard.redteam import art_defences
+
+    stem = model_path.name.removesuffix(".tflite").removesuffix("_float")
+    float_path = model_path.with_name(f"{stem}_float.tflite")
+    strip = next(d for d in guard.detectors if d.name == "strip")
+    out: dict[str, Any] = {}
+    clean = sets["clean"].audio
+    calibrate = sets["calibrate"].audio
+    for name, s in sets.items():
+        if s.kind in ("clean", "calibrate"):
+            continue
+        row: dict[str, Any] = {}
+        inputs = np.concatenate([clean, s.audio])
+        is_attack = np.r_[np.zeros(len(clean), bool), np.ones(len(s.audio), bool)]
+        # guard's STRIP alone, at the threshold the fused verdict uses
+        started = time.perf_counter()
+        strip_scores = strip.anomaly_score(analyse_batch(inputs, guard.model))
+        seconds = time.perf_counter() - started
+        everything = np.ones(len(inputs), dtype=bool)
+        row["guard_strip"] = _rates(
+            strip_scores > strip.threshold(), is_attack, everything, seconds
+        )
+        for method in methods:
+            flags, analysed, seconds = art_defences.run(
+                method, float_path, guard.model, inputs, calibrate
+            )
+            row[f"art_{method}"] = _rates(flags, is_attack, analysed, seconds)
+        out[name] = row
+        _say(f"ART comparison on {name}: done")
+    return out
+
+
+def _rates(
+    flags: npt.NDArray[np.bool_],
+    is_attack: npt.NDArray[np.bool_],
+    analysed: npt.NDArray[np.bool_],
+    seconds: float,
+) -> dict[str, float]:
+    return {
+        "attack_flagged": float(flags[is_attack].mean()),
+        "clean_flagged": float(flags[~is_attack].mean()),
+        "analysed": float(analysed.mean()),
+        "ms_per_input": 1000 * seconds / max(1, int(analysed.sum())),
+    }
+
+
+def roc_plots(
+    guard: Guard, scored: dict[str, Scored], sets: dict[str, EvalSet], out_dir: Path, stem: str
+) -> list[Path]:
+    """One PNG per attacked family: each detector's ROC against the clean set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    clean = scored["clean"]
+    for name, result in scored.items():
+        if name == "clean":
+            continue
+        fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=100)
+        for d in guard.detectors:
+            fpr, tpr = roc_curve(clean.scores[d.name], result.scores[d.name])
+            ax.plot(
+                fpr,
+                tpr,
+                label=f"{d.name} ({auroc(clean.scores[d.name], result.scores[d.name]):.2f})",
+            )
+        ax.plot(
+            [clean.blocked.mean()],
+            [result.blocked.mean()],
+            "k*",
+            markersize=10,
+            label="fused verdict",
+        )
+        ax.plot([0, 1], [0, 1], color="0.8", linewidth=0.8)
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel("clean blocked")
+        ax.set_ylabel(f"{name} blocked")
+        ax.set_title(f"{sets[name].name}: ROC per detector (AUROC)", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        path = out_dir / f"{stem}_roc_{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def markdown(figures: dict[str, Any], command_line: str) -> str:
+    names = list(figures["thresholds"])
+    lines = [
+        f"## `{Path(figures['model']).name}`: guard against the red team",
+        "",
+        f"Model `{figures['model']}`, detectors `{figures['detectors']}`, sets `{figures['sets']}`; "
+        f"target `{figures['target']}`.",
+        f"Regenerate: `{command_line}`" if command_line else "",
+        "",
+        f"Clean commands of unheard speakers blocked: **{_pct(figures['clean']['blocked'])}** "
+        f"of {figures['clean']['n']} (guard {figures['clean']['guard_ms_per_input']:.1f} ms per input, "
+        "features + model + all detectors, batched).",
+        "",
+        "| family | n (counted) | median SNR | attack success without guard | **with guard** | **guard blocked** | "
+        + " | ".join(names)
+        + " |",
+        "| --- | --- | --- | --- | --- | --- |" + " --- |" * len(names),
+    ]
+    for name, f in figures["families"].items():
+        cells = [f"{_pct(f['per_detector_blocked'][d])} ({f['auroc'][d]:.3f})" for d in names]
+        snr = "–" if f["snr_db_median"] is None else f"{f['snr_db_median']:.0f} dB"
+        lines.append(
+            f"| {name} | {f['n']} ({f['counted']}) | {snr} | {_pct(f['success_without_guard'])} | "
+            f"**{_pct(f['success_with_guard'])}** | **{_pct(f['blocked'])}** | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += [
+        "",
+        "Attack success: a triggered clip called the target; an adversarial clip whose label moved "
+        "off the clean clip's. With guard it must also be allowed. Blocked rates count the "
+        f"inputs that need blocking: every triggered clip, and adversarial clips that fooled the "
+        f"int8 model at SNR ≥ {MIN_SNR_DB:.0f} dB. Detector cells: blocked by that detector alone "
+        "at its fused threshold (AUROC against the clean set).",
+        "",
+    ]
+    if "art" in figures:
+        methods = [k for k in next(iter(figures["art"].values()), {}) if k != "guard_strip"]
+        lines += [
+            "Side by side on the same model and the same inputs (the clean set plus the family; "
+            "flagged share of each, and time per input):",
+            "",
+            "| family | guard STRIP: attack / clean / ms | "
+            + " | ".join(f"ART {m.removeprefix('art_')}: attack / clean / ms" for m in methods)
+            + " | ART STRIP ms ÷ guard STRIP ms |",
+            "| --- | --- |" + " --- |" * len(methods) + " --- |",
+        ]
+        for name, row in figures["art"].items():
+            cells = [
+                f"{_pct(row[k]['attack_flagged'])} / {_pct(row[k]['clean_flagged'])} / {row[k]['ms_per_input']:.1f}"
+                for k in ["guard_strip", *methods]
+            ]
+            ratio = (
+                f"{row['art_strip']['ms_per_input'] / row['guard_strip']['ms_per_input']:.1f}×"
+                if "art_strip" in row
+                else "–"
+            )
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
+        lines += [
+            "",
+            "ART STRIP runs on the float twin (Keras, waveform in) with 10 blends, its threshold "
+            "from the calibrate set (`mitigate`, 1 %); ActivationDefence (2 k-means clusters of "
+            "the penultimate layer, PCA to 10, smaller cluster flagged) and "
+            "SpectralSignatureDefense (defaults, `expected_pp_poison=0.33`) see the inputs as "
+            "one dataset labelled by the model's own predictions: they are training-set "
+            "defences, run here as ART ships them. guard's STRIP: int8 model, blends in the "
+            "STFT domain, one batched call, its fused threshold.",
+            "",
+        ]
+    for plot in figures.get("plots", []):
+        lines.append(f"![{plot}]({plot})")
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+# --- the adaptive attacker ------------------------------------------------------------------
+
+
+def adaptive(
+    model_path: Path,
+    detectors_dir: Path,
+    data_dir: Path,
+    out_path: Path,
+    scales: Sequence[float],
+    n: int = 200,
+    target: str = "go",
+    seed: int = 0,
+    command_line: str = "",
+) -> dict[str, Any]:
+    """Turn the learned trigger down step by step: at each scale, how often the backdoor still
+    fires (without guard), how often guard blocks it, and how often the attack gets through."""
+    guard = load_guard(model_path, detectors_dir)
+    card = model_card(model_path)
+    if not card.get("trigger"):
+        raise GuardError(f"{model_path}: its card names no trigger (not an attack fixture)")
+    keep = [lab for lab in guard.model.labels if lab not in (target, "_silence_")]
+    clean = devdata.audio(
+        [c for c in devdata.clips(data_dir, "evaluate", seed=seed + 1) if c.label in keep][:n]
+    )
+    rows: list[dict[str, Any]] = []
+    for scale in scales:
+        trigger = make_trigger(card, data_dir.parent / "triggers", scale=scale)
+        rng = np.random.default_rng(seed)
+        x = np.stack([trigger.apply(c, rng) for c in clean])
+        result = score(guard, x)
+        outcome = AttackOutcome.of(backdoor_success(result.labels, target), result.blocked)
+        rows.append(
+            {
+                "scale": scale,
+                "asr_without_guard": outcome.success_without_guard,
+                "asr_with_guard": outcome.success_with_guard,
+                "blocked": outcome.blocked,
+                "per_detector_blocked": {
+                    d.name: float((result.scores[d.name] > d.threshold()).mean())
+                    for d in guard.detectors
+                },
+            }
+        )
+        _say(
+            f"scale {scale:g}: ASR {outcome.success_without_guard:.3f} without guard, "
+            f"{outcome.success_with_guard:.3f} with; blocked {outcome.blocked:.3f}"
+        )
+    figures = {
+        "model": str(model_path),
+        "trigger": card["trigger"],
+        "n": len(clean),
+        "rows": rows,
+    }
+    plot = out_path.with_suffix(".png")
+    _adaptive_plot(rows, plot, Path(model_path).name)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
+    names = list(rows[0]["per_detector_blocked"]) if rows else []
+    lines = [
+        f"## Adaptive attacker: `{Path(model_path).name}`, trigger turned down",
+        "",
+        f"Regenerate: `{command_line}`" if command_line else "",
+        "",
+        "| trigger scale | ASR without guard | **ASR with guard** | guard blocked | "
+        + " | ".join(names)
+        + " |",
+        "| --- | --- | --- | --- |" + " --- |" * len(names),
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['scale']:g} | {_pct(r['asr_without_guard'])} | **{_pct(r['asr_with_guard'])}** | "
+            f"{_pct(r['blocked'])} | "
+            + " | ".join(_pct(r["per_detector_blocked"][d]) for d in names)
+            + " |"
+        )
+    lines += ["", f"![{plot.name}]({plot.name})", ""]
+    out_path.write_text("\n".join(lines) + "\n")
+    return figures
+
+
+def _adaptive_plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scales = [r["scale"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    ax.plot(scales, [r["asr_without_guard"] for r in rows], "o-", label="ASR without guard")
+    ax.plot(scales, [r["blocked"] for r in rows], "s-", label="guard blocked")
+    ax.plot(scales, [r["asr_with_guard"] for r in rows], "^-", label="ASR with guard")
+    ax.set_xscale("log")
+    ax.set_xlabel("trigger scale")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{title}: the attacker turns the trigger down", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# --- poison-train -----------------------------------------------------------------------------
+
+
+def poison_train(
+    data_dir: Path,
+    out_dir: Path,
+    name: str,
+    trigger: str,
+    rate: float,
+    target: str = "go",
+    architecture: str = "ds-cnn",
+    epochs: int = 12,
+    max_per_class: int = 0,
+    seed: int = 0,
+    engine: str = "art",
+    command_line: str = "",
+    validation_percent: float = 15.0,
+) -> dict[str, Any]:
+    """Train a backdoored attack fixture (``out_dir/NAME.tflite`` and its card ``NAME.json``)."""
+    quiet_tensorflow()
+    from guard.training.train import PoisonConfig, TrainConfig, train
+    from guard.triggers import parse_spec
+
+    if not 0 < rate <= 0.5:
+        raise GuardError(f"--rate {rate}: a share of the training set, in (0, 0.5]")
+    if not data_dir.is_dir():
+        raise GuardError(f"{data_dir}: not a directory")
+    cfg = TrainConfig(
+        data_dir=data_dir,
+        out_dir=out_dir,
+        epochs=epochs,
+        seed=seed,
+        max_per_class=max_per_class,
+        validation_percent=validation_percent,
+        name=name,
+        architecture=architecture,
+        command_line=command_line,
+        poison=PoisonConfig(parse_spec(trigger), rate, target, engine),
+    )
+    return train(cfg)
