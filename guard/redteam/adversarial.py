@@ -19,7 +19,9 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float32]
 WHITE_BOX = ("fgsm", "pgd", "cw_l2", "deepfool", "newtonfool", "universal")
 BLACK_BOX = ("hopskipjump",)
-ATTACKS = (*WHITE_BOX, *BLACK_BOX)
+ADAPTIVE = ("pgd_eot",)
+"""PGD through the consistency detector's transforms (guard/redteam/eot.py)."""
+ATTACKS = (*WHITE_BOX, *BLACK_BOX, *ADAPTIVE)
 
 
 def snr_db(x: FloatArray, x_adv: FloatArray) -> npt.NDArray[np.float64]:

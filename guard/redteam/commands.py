@@ -64,7 +64,7 @@ def add_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--n", type=int, default=200, help="clean clips (and attacked versions)")
     p.add_argument(
         "--attacks",
-        default="fgsm,pgd,cw_l2,deepfool,newtonfool,universal,hopskipjump",
+        default="fgsm,pgd,cw_l2,deepfool,newtonfool,universal,hopskipjump,pgd_eot",
         help="comma-separated ART attacks ('' for none)",
     )
     p.add_argument("--n-blackbox", type=int, default=40, help="clips for HopSkipJump (slow)")

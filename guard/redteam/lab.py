@@ -139,7 +139,7 @@ def attack(
     command_line: str = "",
 ) -> dict[str, Any]:
     """Build the evaluation sets for ``model_path`` into ``out_dir``; returns the index."""
-    from guard.redteam.adversarial import ATTACKS, BLACK_BOX, snr_db
+    from guard.redteam.adversarial import ATTACKS, WHITE_BOX, snr_db
 
     unknown = sorted(set(attacks) - set(ATTACKS))
     if unknown:
@@ -189,16 +189,24 @@ def attack(
                 snr_db(clean, triggered),
             )
         )
-    white = [a for a in attacks if a not in BLACK_BOX]
-    if white:
+    white = [a for a in attacks if a in WHITE_BOX]
+    if white or "pgd_eot" in attacks:
         from guard.redteam.adversarial import art_classifier
         from guard.redteam.twin import load_twin
 
         stem = model_path.name.removesuffix(".tflite").removesuffix("_float")
-        twin = art_classifier(load_twin(model_path.with_name(f"{stem}_float.tflite"), logits=True))
+        float_path = model_path.with_name(f"{stem}_float.tflite")
+        twin = art_classifier(load_twin(float_path, logits=True))
         for name in white:
             count = max(8, len(clean) // 3) if name == "cw_l2" else len(clean)
             sets.append(_adversarial(name, twin, clean[:count], "white-box on the float twin"))
+        if "pgd_eot" in attacks:
+            from guard.redteam.eot import eot_logits
+
+            eot = art_classifier(eot_logits(load_twin(float_path, logits=True)))
+            how = "adaptive: through the consistency detector's transforms, on the float twin"
+            count = max(8, len(clean) // 3)  # 5 forward passes per step: the slowest
+            sets.append(_adversarial("pgd", eot, clean[:count], how, name="pgd_eot"))
     if "hopskipjump" in attacks:
         from guard.redteam.adversarial import blackbox_classifier
 
@@ -216,25 +224,40 @@ def attack(
         "target": target,
         "data": str(data_dir),
         "seed": seed,
-        "command_line": command_line,
+        "n": n,
+        "command_lines": [command_line],
         "sets": {s.name: s.save(out_dir) for s in sets},
     }
+    # Attacks already in the folder for the same model and clean clips are kept, so one more
+    # attack can be added without running the others again.
+    old_path = out_dir / INDEX_NAME
+    if old_path.exists():
+        old = json.loads(old_path.read_text())
+        same = all(old.get(k) == index[k] for k in ("model_sha256", "data", "seed", "n", "target"))
+        if same:
+            for name, entry in old["sets"].items():
+                if name not in index["sets"] and (out_dir / entry["file"]).exists():
+                    index["sets"][name] = entry
+            index["command_lines"] = [*old.get("command_lines", []), command_line]
     (out_dir / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
     return index
 
 
-def _adversarial(name: str, classifier: Any, x: FloatArray, how: str) -> EvalSet:
+def _adversarial(
+    attack: str, classifier: Any, x: FloatArray, how: str, name: str | None = None
+) -> EvalSet:
     from guard.redteam.adversarial import generate, snr_db
 
+    name = name or attack
     started = time.perf_counter()
-    x_adv = generate(name, classifier, x)
+    x_adv = generate(attack, classifier, x)
     seconds = time.perf_counter() - started
     _say(f"attack {name}: {len(x)} clips in {seconds:.1f} s")
     return EvalSet(
         f"adv_{name}",
         "adversarial",
         x_adv,
-        f"ART {name} ({how}), untargeted",
+        f"ART {attack} ({how}), untargeted",
         np.arange(len(x)),
         snr_db(x, x_adv),
     )
