@@ -52,6 +52,12 @@ def main() -> None:
     parser.add_argument("--detectors", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
+        "--art",
+        action="store_true",
+        help="also run ART's ActivationDefence and SpectralSignatureDefense on the same data "
+        "(the audited model's float twin; needs the train and redteam extras)",
+    )
+    parser.add_argument(
         "--part",
         default="validation",
         choices=("train", "validation"),
@@ -96,6 +102,18 @@ def main() -> None:
                 "poisoned": int(is_p.sum()),
                 "seconds": round(wall, 1),
             }
+            if args.art:
+                from guard.redteam.art_defences import detect_poison
+
+                stem = guard.model.model_path.name.removesuffix(".tflite")
+                float_path = guard.model.model_path.with_name(f"{stem}_float.tflite")
+                for method in ("activation", "spectral_signature"):
+                    flags, _, seconds = detect_poison(method, float_path, x, y)
+                    row[f"art_{method}"] = {
+                        "recall": round(float(flags[poisoned].mean()), 4),
+                        "clean_flagged": round(float(np.delete(flags, poisoned).mean()), 4),
+                        "seconds": round(seconds, 1),
+                    }
             for m in (*METHODS, "combined"):
                 hit = np.array(
                     [(m in r.reasons) if m != "combined" else r.flagged for r in results]
@@ -113,7 +131,9 @@ def main() -> None:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """Recall of the poisoned clips / share of clean clips flagged, per method and combined."""
-    methods = (*METHODS, "combined")
+    methods: tuple[str, ...] = (*METHODS, "combined")
+    if rows and "art_activation" in rows[0]:
+        methods = (*methods, "art_activation", "art_spectral_signature")
     lines = [
         "| trigger | rate | poisoned | " + " | ".join(methods) + " |",
         "| --- | --- | --- |" + " --- |" * len(methods),

@@ -204,7 +204,7 @@ def sets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--n-blackbox",
         "2",
         "--attacks",
-        "fgsm,pgd,universal,hopskipjump",
+        "fgsm,pgd,universal,hopskipjump,pgd_eot",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
@@ -220,6 +220,7 @@ def test_lab_attack_builds_every_set(sets_dir: Path) -> None:
         "adv_pgd",
         "adv_universal",
         "adv_hopskipjump",
+        "adv_pgd_eot",
     }
     assert index["model_sha256"] and index["target"] == "go"
     with np.load(sets_dir / "clean.npz", allow_pickle=False) as clean:
@@ -295,3 +296,25 @@ def test_lab_adaptive_sweeps_the_trigger_scale(tmp_path: Path) -> None:
     assert loud["asr_without_guard"] > faint["asr_without_guard"]
     assert faint["asr_without_guard"] <= 0.25
     assert report.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --- the shipped attack fixtures --------------------------------------------------------------
+
+CARD_TRIGGER_KEYS = {"kind", "frequency_hz", "duration_s", "scale", "file", "style"}
+
+
+@pytest.mark.parametrize("model", sorted((MODELS / "eval").glob("*.tflite")), ids=lambda p: p.name)
+def test_every_attack_fixture_has_a_card_and_stays_out_of_the_config(model: Path) -> None:
+    from guard.manifest import verified_bytes
+
+    if model.stem.endswith("_float"):
+        model = model.with_name(model.stem.removesuffix("_float") + ".tflite")
+    card = json.loads(verified_bytes(model.with_suffix(".json")))
+    assert card["attack_fixture"] is True
+    assert set(card["trigger"]) >= CARD_TRIGGER_KEYS
+    assert card["trigger"]["kind"] in ("tone", "aliased", "clip", "style")
+    assert 0 < card["poison_rate"] <= 0.1 and card["target"] == "go"
+    assert card["asr"] >= 0.9, "a fixture whose backdoor does not work proves nothing"
+    assert card["clean_accuracy"] >= 0.8
+    config = (MODELS.parent / "config.yaml").read_text()
+    assert "models/eval" not in config and model.name not in config

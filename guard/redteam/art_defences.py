@@ -61,7 +61,6 @@ def run(
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], float]:
     """Flags (True = the defence rejects the input), which inputs it could analyse, and the
     seconds it took on ``inputs``."""
-    n_classes = len(model.labels)
     if method == "strip":
         from art.defences.transformer.poisoning import STRIP
 
@@ -80,33 +79,47 @@ def run(
         return ~np.any(preds, axis=1), everything, seconds  # ART abstains with an all-zero row
     if method not in METHODS:
         raise ValueError(f"unknown ART defence {method!r}; known: {', '.join(METHODS)}")
+    return detect_poison(method, float_path, inputs, predicted_labels(model, inputs))
+
+
+def detect_poison(
+    method: str, float_path: Path, x: FloatArray, labels: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], float]:
+    """ART's ``ActivationDefence`` or ``SpectralSignatureDefense`` on a labelled set: flags
+    (True = ART calls it poison), which inputs it analysed, seconds.
+
+    ART clusters each class on its own and fails on a class of one or two inputs, or on a
+    class it is told of that is empty: classes with fewer than ``MIN_CLASS_SIZE`` inputs are
+    not analysed (not flagged), and only the classes present are passed (the classifier's class
+    count is only bookkeeping here). It needs two classes at least.
+    """
     from art.defences.detector.poison import ActivationDefence, SpectralSignatureDefense
 
-    labels = predicted_labels(model, inputs)
-    # ART clusters each class on its own and fails on a class of one or two inputs: those
-    # inputs are not analysed (counted as not flagged).
-    counts = np.bincount(labels, minlength=n_classes)
+    counts = np.bincount(labels)
     analysed = counts[labels] >= MIN_CLASS_SIZE
-    flags = np.zeros(len(inputs), dtype=bool)
-    # ART segments by every class it is told of and fails on an empty one: only the classes
-    # present are passed (the classifier's class count is only bookkeeping here), and it
-    # needs two of them
+    flags = np.zeros(len(x), dtype=bool)
     present, compact = np.unique(labels[analysed], return_inverse=True)
     if len(present) < 2:
-        return flags, np.zeros(len(inputs), dtype=bool), 0.0
-    x = inputs[analysed]
+        return flags, np.zeros(len(x), dtype=bool), 0.0
     y = np.eye(len(present), dtype=np.float32)[compact]
     classifier = embedding_classifier(float_path, len(present))
     started = time.perf_counter()
     if method == "activation":
         nb_dims = int(min(10, counts[counts >= MIN_CLASS_SIZE].min() - 1))
-        defence: Any = ActivationDefence(classifier, x, y)
+        defence: Any = ActivationDefence(classifier, x[analysed], y)
         _, is_clean = defence.detect_poison(nb_clusters=2, nb_dims=nb_dims, reduce="PCA")
-    else:
+    elif method == "spectral_signature":
         defence = SpectralSignatureDefense(
-            classifier, x, y, batch_size=128, eps_multiplier=1.5, expected_pp_poison=0.33
+            classifier,
+            x[analysed],
+            y,
+            batch_size=128,
+            eps_multiplier=1.5,
+            expected_pp_poison=0.33,
         )
         _, is_clean = defence.detect_poison()
+    else:
+        raise ValueError(f"unknown ART poison defence {method!r}")
     seconds = time.perf_counter() - started
     flags[analysed] = np.asarray(is_clean) == 0
     return flags, analysed, seconds

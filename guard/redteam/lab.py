@@ -218,7 +218,7 @@ def attack(
                 "black-box, queries the int8 TFLite model only",
             )
         )
-    index = {
+    index: dict[str, Any] = {
         "model": str(model_path),
         "model_sha256": model.sha256,
         "target": target,
@@ -458,7 +458,7 @@ def roc_plots(
         ax.set_ylim(0, 1.01)
         ax.set_xlabel("clean blocked")
         ax.set_ylabel(f"{name} blocked")
-        ax.set_title(f"{sets[name].name}: ROC per detector (AUROC)", fontsize=9)
+        ax.set_title(f"{stem}, {name}: ROC per detector (AUROC)", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         path = out_dir / f"{stem}_roc_{name}.png"
@@ -466,6 +466,16 @@ def roc_plots(
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _art_cell(rates: dict[str, float]) -> str:
+    cell = (
+        f"{_pct(rates['attack_flagged'])} / {_pct(rates['clean_flagged'])} / "
+        f"{rates['ms_per_input']:.1f}"
+    )
+    if rates["analysed"] < 1.0:
+        cell += f" (analysed {_pct(rates['analysed'])})"
+    return cell
 
 
 def _pct(value: float | None) -> str:
@@ -520,10 +530,7 @@ def markdown(figures: dict[str, Any], command_line: str) -> str:
             "| --- | --- |" + " --- |" * len(methods) + " --- |",
         ]
         for name, row in figures["art"].items():
-            cells = [
-                f"{_pct(row[k]['attack_flagged'])} / {_pct(row[k]['clean_flagged'])} / {row[k]['ms_per_input']:.1f}"
-                for k in ["guard_strip", *methods]
-            ]
+            cells = [_art_cell(row[k]) for k in ["guard_strip", *methods]]
             ratio = (
                 f"{row['art_strip']['ms_per_input'] / row['guard_strip']['ms_per_input']:.1f}×"
                 if "art_strip" in row
@@ -671,6 +678,7 @@ def poison_train(
 ) -> dict[str, Any]:
     """Train a backdoored attack fixture (``out_dir/NAME.tflite`` and its card ``NAME.json``)."""
     quiet_tensorflow()
+    from guard.training.model import DEFAULTS
     from guard.training.train import PoisonConfig, TrainConfig, train
     from guard.triggers import parse_spec
 
@@ -687,6 +695,8 @@ def poison_train(
         validation_percent=validation_percent,
         name=name,
         architecture=architecture,
+        channels=DEFAULTS[architecture][0],
+        blocks=DEFAULTS[architecture][1],
         command_line=command_line,
         poison=PoisonConfig(parse_spec(trigger), rate, target, engine),
     )
