@@ -99,8 +99,25 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--out", type=Path, required=True, help="output folder, e.g. models/")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--channels", type=int, default=64)
-    p.add_argument("--blocks", type=int, default=4)
+    p.add_argument(
+        "--architecture",
+        choices=("ds-cnn", "vgg"),
+        default="ds-cnn",
+        help="ds-cnn (default; what guard ships) or vgg (a VGG-style CNN, for red-team "
+        "evaluations across architectures)",
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        default=None,
+        help="width (vgg: of the first stage, doubling per stage); default 64 ds-cnn, 16 vgg",
+    )
+    p.add_argument(
+        "--blocks",
+        type=int,
+        default=None,
+        help="depthwise-separable blocks (ds-cnn) or conv stages (vgg); default 4 ds-cnn, 3 vgg",
+    )
     p.add_argument("--validation-percent", type=float, default=15.0)
     p.add_argument("--max-per-class", type=int, default=0, help="cap clips per word (quick runs)")
     p.add_argument("--name", default="commands", help="output base name (default: commands)")
@@ -122,6 +139,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         import tensorflow  # noqa: F401
     except ImportError:
         raise GuardError("guard train needs TensorFlow: pip install 'guard[train]'") from None
+    from guard.training.model import DEFAULTS
     from guard.training.train import PoisonConfig, TrainConfig, train
     from guard.triggers import parse_spec
 
@@ -133,8 +151,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out_dir=args.out,
         epochs=args.epochs,
         seed=args.seed,
-        channels=args.channels,
-        blocks=args.blocks,
+        channels=DEFAULTS[args.architecture][0] if args.channels is None else args.channels,
+        blocks=DEFAULTS[args.architecture][1] if args.blocks is None else args.blocks,
+        architecture=args.architecture,
         validation_percent=args.validation_percent,
         max_per_class=args.max_per_class,
         name=args.name,

@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from guard.audio import read_audio
 from guard.classifier import CommandClassifier
+from guard.features import CLIP_SAMPLES, log_mel_from_samples
 from guard.manifest import verified_bytes
 
 from .conftest import DATA, WAV_FIXTURES
@@ -73,3 +78,60 @@ def test_train_tiny_end_to_end(tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_train_tiny_vgg(tmp_path: Path) -> None:
+    """The second architecture trains, exports the same outputs, and its twin rebuilds it."""
+    out = tmp_path / "models"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "guard.cli",
+            "train",
+            "--data",
+            str(DATA / "commands"),
+            "--out",
+            str(out),
+            "--name",
+            "tiny_vgg",
+            "--architecture",
+            "vgg",
+            "--channels",
+            "8",
+            "--epochs",
+            "1",
+            "--validation-percent",
+            "7",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = json.loads(verified_bytes(out / "tiny_vgg.json"))
+    assert meta["architecture"]["kind"] == "vgg"
+    assert meta["architecture"]["channels"] == 8 and meta["architecture"]["blocks"] == 3
+    assert "VGG-style CNN" in (out / "tiny_vgg.md").read_text()
+    clips = np.zeros((4, CLIP_SAMPLES), dtype=np.float32)
+    for i, path in enumerate(WAV_FIXTURES[:4]):
+        samples = read_audio(path)[:CLIP_SAMPLES]
+        clips[i, : samples.size] = samples
+    feats = log_mel_from_samples(clips)
+    clf = CommandClassifier(out / "tiny_vgg.tflite")
+    assert clf.quantized and len(clf.labels) == 12
+    outputs = clf.predict(feats)
+    assert outputs.probabilities.shape == (4, 12)
+    assert outputs.embedding.shape == (4, 8 * 4)  # widths 8, 16, 32
+    assert outputs.early.shape == (4, 2 * 8)  # mean + max of the first stage
+
+    pytest.importorskip("tensorflow")
+    from guard.redteam.twin import load_twin
+
+    float_probs = CommandClassifier(out / "tiny_vgg_float.tflite").predict(feats).probabilities
+    twin_probs = np.asarray(load_twin(out / "tiny_vgg_float.tflite")(clips))
+    np.testing.assert_allclose(twin_probs, float_probs, atol=1e-3)
+    logits = np.asarray(load_twin(out / "tiny_vgg_float.tflite", logits=True)(clips))
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(e / e.sum(axis=1, keepdims=True), float_probs, atol=1e-3)

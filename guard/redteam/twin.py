@@ -2,8 +2,9 @@
 
 Gradient attacks need the feature pipeline inside the graph: this rebuilds guard's log-mel
 (same framing, periodic Hann window, 512-point FFT, mel matrix and log floor as
-guard/features.py) with ``tf.signal`` in front of the DS-CNN, and loads the trained weights
-from ``<name>_float.weights.npz`` (plain arrays) and the architecture from the model's JSON.
+guard/features.py) with ``tf.signal`` in front of the classifier, and loads the trained weights
+from ``<name>_float.weights.npz`` (plain arrays) and the architecture from the model's JSON
+(``architecture.kind``: ``ds-cnn``, the default when absent, or ``vgg``).
 """
 
 from __future__ import annotations
@@ -55,11 +56,14 @@ def load_twin(model_path: Path, logits: bool = False) -> Any:
         allow_pickle=False,
     ) as data:
         weights = [data[k] for k in sorted(data.files)]
-    _, export = build(len(meta["labels"]), arch["channels"], arch["blocks"])
+    _, export = build(
+        len(meta["labels"]), arch["channels"], arch["blocks"], kind=arch.get("kind", "ds-cnn")
+    )
     export.set_weights(weights)
     inp = keras.Input((16_000,), name="waveform")
     outputs = export(log_mel_layer()(inp))
     if not logits:
         return keras.Model(inp, outputs["probabilities"], name="guard_twin")
+    # both architectures have a single Dense layer, the logits before the softmax
     dense = next(layer for layer in export.layers if isinstance(layer, keras.layers.Dense))
     return keras.Model(inp, dense(outputs["embedding"]), name="guard_twin_logits")

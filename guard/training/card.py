@@ -17,6 +17,31 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _architecture(cfg: TrainConfig, parameters: int) -> str:
+    """The card's architecture paragraph, for the architecture actually trained."""
+    if cfg.architecture == "vgg":
+        widths = [cfg.channels * 2**i for i in range(cfg.blocks)]
+        body = (
+            f"VGG-style CNN: {cfg.blocks} stages of two 3x3 convolutions (batch norm, ReLU) and "
+            f"2x2 max pooling, {'/'.join(map(str, widths))} channels, global average pooling, "
+            "dropout, dense softmax."
+        )
+        embedding, early = widths[-1], 2 * cfg.channels
+        first = "the first stage's convolutions"
+    else:
+        body = (
+            f"DS-CNN: conv 10x4 stride 2 ({cfg.channels} ch), {cfg.blocks} depthwise-separable "
+            "blocks, global average pooling, dropout, dense softmax."
+        )
+        embedding, early = cfg.channels, 2 * cfg.channels
+        first = "the first convolution"
+    return (
+        f"{body} {parameters:,} parameters. Outputs: `probabilities`, `embedding` "
+        f"({embedding}-d pooled penultimate layer), `early` ({early}-d mean+max pooling of "
+        f"{first}), for guard's detectors."
+    )
+
+
 def write_card(cfg: TrainConfig, fig: dict[str, Any]) -> Path:
     """Write the card: ``README.md`` for the shipped ``commands`` model, else ``NAME.md``."""
     info = fig["info"]
@@ -60,10 +85,7 @@ def write_card(cfg: TrainConfig, fig: dict[str, Any]) -> Path:
         "the same code at training and run time): 49 frames x 40 bands per 1 s.",
         "",
         "## Architecture",
-        f"DS-CNN: conv 10x4 stride 2 ({cfg.channels} ch), {cfg.blocks} depthwise-separable blocks, global "
-        f"average pooling, dropout, dense softmax. {fig['parameters']:,} parameters. Outputs: `probabilities`, "
-        f"`embedding` ({cfg.channels}-d pooled penultimate layer), `early` ({2 * cfg.channels}-d mean+max pooling of "
-        "the first convolution), for guard's detectors.",
+        _architecture(cfg, fig["parameters"]),
         "",
         f"Training: {cfg.epochs} epochs, Adam {cfg.learning_rate:g} with cosine decay, batch {cfg.batch_size}, "
         f"seed {cfg.seed}; {fig['train_seconds']:.0f} s on this machine.",

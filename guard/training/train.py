@@ -1,4 +1,5 @@
-"""``guard train``: fit the DS-CNN on a Speech Commands folder, export float and int8 TFLite.
+"""``guard train``: fit the DS-CNN (or the VGG-style CNN, ``--architecture vgg``) on a Speech
+Commands folder, export float and int8 TFLite.
 
 Writes into ``--out``: ``commands.tflite`` (int8, what the daemon runs), ``commands_float.tflite``,
 their ``.json`` metadata (labels, feature spec), ``commands_float.weights.npz`` (Keras weights as
@@ -51,6 +52,9 @@ class TrainConfig:
     validation_percent: float = 15.0
     channels: int = 64
     blocks: int = 4
+    architecture: str = "ds-cnn"
+    """``ds-cnn`` or ``vgg`` (guard/training/model.py); ``guard train`` picks their own
+    channels and blocks defaults (model_lib.DEFAULTS)."""
     max_per_class: int = 0
     """Cap on clips per word (0 = all); for quick runs and CI."""
     name: str = "commands"
@@ -158,7 +162,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "target": cfg.poison.target,
         }
 
-    train_model, export_model = model_lib.build(len(dataset.LABELS), cfg.channels, cfg.blocks)
+    train_model, export_model = model_lib.build(
+        len(dataset.LABELS), cfg.channels, cfg.blocks, kind=cfg.architecture
+    )
     steps_per_epoch = int(
         np.ceil(len(epoch_indices(train_split.y, np.random.default_rng(0))) * 1.1 / cfg.batch_size)
     )
@@ -219,7 +225,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "features": FEATURE_SPEC,
         "outputs": list(model_lib.OUTPUT_NAMES),
         "architecture": {
-            "kind": "ds-cnn",
+            "kind": cfg.architecture,
             "channels": cfg.channels,
             "blocks": cfg.blocks,
             "parameters": int(train_model.count_params()),
