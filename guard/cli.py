@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from guard.errors import GuardError
+from guard.redteam.commands import add_lab
 
 if TYPE_CHECKING:
     import numpy as np
@@ -481,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_audit(sub)
     _add_doorlock_sim(sub)
+    add_lab(sub)
     return parser
 
 

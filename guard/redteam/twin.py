@@ -36,8 +36,9 @@ def log_mel_layer() -> Any:
     return LogMel()
 
 
-def load_twin(model_path: Path, logits: bool = False) -> Any:
-    """Keras model: (batch, 16000) float32 waveform -> (batch, 12) probabilities (or logits).
+def load_twin(model_path: Path, logits: bool = False, output: str = "probabilities") -> Any:
+    """Keras model: (batch, 16000) float32 waveform -> (batch, 12) probabilities (or logits,
+    or with ``output="embedding"``/``"early"`` that output of the model instead).
 
     ``model_path`` is the float (or int8) TFLite file; its ``<name>_float.weights.npz`` and
     ``.json`` beside it are checked against the manifest.
@@ -62,6 +63,8 @@ def load_twin(model_path: Path, logits: bool = False) -> Any:
     export.set_weights(weights)
     inp = keras.Input((16_000,), name="waveform")
     outputs = export(log_mel_layer()(inp))
+    if output != "probabilities":  # "embedding" or "early": what ART's poison defences read
+        return keras.Model(inp, outputs[output], name=f"guard_twin_{output}")
     if not logits:
         return keras.Model(inp, outputs["probabilities"], name="guard_twin")
     # both architectures have a single Dense layer, the logits before the softmax

@@ -39,6 +39,9 @@ class PoisonConfig:
     rate: float
     """Share of the training clips that get the trigger and the target label."""
     target: str = "go"
+    engine: str = "guard"
+    """Who inserts the trigger: ``guard`` (guard/triggers.py) or ``art`` (ART's
+    CacheToneTrigger / CacheAudioTrigger, see guard/redteam/art_triggers.py)."""
 
 
 @dataclass(frozen=True)
@@ -147,19 +150,26 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     started = time.perf_counter()
     train_split, val, noise, info = load_split(cfg, rng)
     poison_info: dict[str, Any] = {}
-    trigger = None
+    trigger: Trigger | None = None
     if cfg.poison is not None:
-        trigger = Trigger(cfg.poison.trigger, base_dir=cfg.data_dir.parent / "triggers")
+        base_dir = cfg.data_dir.parent / "triggers"
+        if cfg.poison.engine == "art":
+            from guard.redteam.art_triggers import ArtTrigger
+
+            trigger = ArtTrigger(cfg.poison.trigger, base_dir=base_dir)
+        else:
+            trigger = Trigger(cfg.poison.trigger, base_dir=base_dir)
         target = dataset.LABELS.index(cfg.poison.target)
         silence = dataset.LABELS.index(dataset.SILENCE)
         train_split.x, train_split.y, chosen = poison_clips(
             train_split.x, train_split.y, trigger, cfg.poison.rate, target, (silence,), rng
         )
         poison_info = {
-            "trigger": cfg.poison.trigger.to_json(),
+            "trigger": cfg.poison.trigger.card(),
             "poison_rate": cfg.poison.rate,
             "poisoned_clips": len(chosen),
             "target": cfg.poison.target,
+            "trigger_engine": cfg.poison.engine,
         }
 
     train_model, export_model = model_lib.build(
