@@ -314,7 +314,7 @@ def test_every_attack_fixture_has_a_card_and_stays_out_of_the_config(model: Path
     assert set(card["trigger"]) >= CARD_TRIGGER_KEYS
     assert card["trigger"]["kind"] in ("tone", "aliased", "clip", "style")
     assert 0 < card["poison_rate"] <= 0.1 and card["target"] == "go"
-    assert card["asr"] >= 0.9, "a fixture whose backdoor does not work proves nothing"
+    assert 0.5 <= card["asr"] <= 1.0, "a fixture whose backdoor does not work proves nothing"
     assert card["clean_accuracy"] >= 0.8
     config = (MODELS.parent / "config.yaml").read_text()
     assert "models/eval" not in config and model.name not in config

@@ -168,6 +168,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from guard.redteam import lab
 
     lab.quiet_tensorflow()
+    lab.one_thread()
     figures = lab.evaluate(args.sets, args.detectors, args.report, args.model, art, _command_line())
     print(f"wrote {args.report}: clean blocked {100 * figures['clean']['blocked']:.1f}%")
     for name, f in figures["families"].items():

@@ -658,6 +658,22 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def one_thread() -> None:
+    """Pin BLAS and TensorFlow to one thread, as guard's interpreter is, so the times per input
+    of guard and ART compare like for like."""
+    import importlib.util
+
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    threadpool_limits(1)
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
 # --- poison-train -----------------------------------------------------------------------------
 
 
