@@ -318,3 +318,27 @@ def test_every_attack_fixture_has_a_card_and_stays_out_of_the_config(model: Path
     assert card["clean_accuracy"] >= 0.8
     config = (MODELS.parent / "config.yaml").read_text()
     assert "models/eval" not in config and model.name not in config
+
+
+def test_retraining_leaves_out_the_clips_an_audit_flagged(tmp_path: Path) -> None:
+    from guard.training.train import PoisonConfig, TrainConfig, train
+
+    spec = parse_spec("clip:file=whistle.wav,scale=0.3")
+    cfg = TrainConfig(
+        data_dir=DATA / "commands",
+        out_dir=tmp_path,
+        epochs=1,
+        validation_percent=7,
+        name="kept",
+        poison=PoisonConfig(spec, 0.2, "go"),
+    )
+    poisoned = train(cfg)["poison"]["poisoned_clips"]
+    assert poisoned >= 2
+    figures = train(
+        TrainConfig(**{**cfg.__dict__, "drop": (0, 1, 2), "out_dir": tmp_path / "dropped"})
+    )
+    assert figures["info"]["dropped_clips"] == 3
+    assert figures["info"]["trained_clips"] == figures["info"]["train_clips"] - 3
+    # the same clips were poisoned (same seed); some of them may be among the three dropped
+    kept = figures["poison"]["poisoned_clips_kept"]
+    assert poisoned - 3 <= kept <= poisoned

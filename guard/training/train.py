@@ -63,6 +63,9 @@ class TrainConfig:
     name: str = "commands"
     command_line: str = ""
     poison: PoisonConfig | None = None
+    drop: tuple[int, ...] = ()
+    """Indices into the (poisoned) training split to leave out: the clips an audit flagged
+    (bench/eval_retrain.py retrains on what ``guard audit`` keeps)."""
 
 
 @dataclass
@@ -171,6 +174,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "target": cfg.poison.target,
             "trigger_engine": cfg.poison.engine,
         }
+    if cfg.drop:
+        keep = np.ones(len(train_split.y), dtype=bool)
+        keep[list(cfg.drop)] = False
+        train_split.x, train_split.y = train_split.x[keep], train_split.y[keep]
+        info["dropped_clips"] = len(cfg.drop)
+        if poison_info:
+            poison_info["poisoned_clips_kept"] = int(np.isin(chosen, np.flatnonzero(keep)).sum())
+    info["trained_clips"] = len(train_split.y)
 
     train_model, export_model = model_lib.build(
         len(dataset.LABELS), cfg.channels, cfg.blocks, kind=cfg.architecture
