@@ -27,24 +27,12 @@ from guard.classifier import CommandClassifier
 from guard.detectors import registry
 from guard.detectors.base import Detector
 from guard.guard import Guard
+from guard.redteam.metrics import auroc
 from guard.triggers import Trigger, TriggerSpec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIGGERS = ROOT.parent / "shared/data/triggers"
 MISC = ROOT.parent / "shared/data/misc"
-
-
-def auroc(clean: np.ndarray, attacked: np.ndarray) -> float:
-    """P(attacked score > clean score), ties counted half (Mann-Whitney U)."""
-    both = np.concatenate([clean, attacked])
-    ranks = np.argsort(np.argsort(both, kind="mergesort"), kind="mergesort") + 1.0
-    # average ranks of ties
-    _, inv, counts = np.unique(both, return_inverse=True, return_counts=True)
-    sums = np.bincount(inv, weights=ranks)
-    ranks = (sums / counts)[inv]
-    r = ranks[len(clean) :].sum()
-    n1, n0 = len(attacked), len(clean)
-    return float((r - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def family_inputs(data: Path, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
