@@ -146,7 +146,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             for m in methods
         ]
         lines.append(
-            f"| {r['trigger']} | {r['rate']:.0%} | {r['poisoned']} | " + " | ".join(cells) + " |"
+            f"| {r['trigger']} | {r['rate']:.1%} | {r['poisoned']} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
 
