@@ -252,8 +252,17 @@ def test_lab_evaluate_writes_the_report(sets_dir: Path, tmp_path: Path) -> None:
     trig = figures["families"]["trigger"]
     # the backdoored model falls for the cough (ASR 98% on the card); guard blocks most of it
     assert trig["success_without_guard"] >= 0.5
-    assert trig["success_with_guard"] <= trig["success_without_guard"]
     assert trig["blocked"] >= 0.5
+    # the same figure computed here, independently, from the saved set and the model
+    from guard.analysis import analyse_batch
+    from guard.classifier import CommandClassifier
+
+    with np.load(sets_dir / "trigger.npz", allow_pickle=False) as data:
+        labels = [a.label for a in analyse_batch(data["audio"], CommandClassifier(FIXTURE))]
+    assert trig["success_without_guard"] == pytest.approx(np.mean([lab == "go" for lab in labels]))
+    # adversarial families count only successes within the 25 dB budget
+    with np.load(sets_dir / "adv_fgsm.npz", allow_pickle=False) as data:
+        assert figures["families"]["adv_fgsm"]["counted"] <= int((data["snr_db"] >= 25).sum())
     for row in figures["art"].values():
         assert set(row) == {
             "guard_strip",
@@ -269,7 +278,8 @@ def test_lab_evaluate_writes_the_report(sets_dir: Path, tmp_path: Path) -> None:
     for plot in figures["plots"]:
         assert (report.parent / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({plot})" in text
-    assert len(figures["plots"]) == len(figures["families"])
+    plotted = [name for name, f in figures["families"].items() if f["counted"]]
+    assert figures["plots"] == [f"cough_roc_{name}.png" for name in plotted]
 
 
 def test_lab_adaptive_sweeps_the_trigger_scale(tmp_path: Path) -> None:

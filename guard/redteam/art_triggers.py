@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from guard.audio import SAMPLE_RATE_HZ
+from guard.errors import GuardError
 from guard.triggers import FloatArray, Trigger, TriggerSpec
 
 
@@ -53,7 +54,12 @@ class ArtTrigger(Trigger):
         if self.art is None:
             return super().apply(x, rng)
         length = int(self.art.trigger.shape[0])
-        room = max(0, len(x) - length)
+        if length > len(x):
+            raise GuardError(
+                f"{self.spec.file or 'tone'}: the trigger is {length} samples, longer than the "
+                f"{len(x)}-sample clip; give it a duration_s (ART cannot insert it)"
+            )
+        room = len(x) - length
         if self.spec.position_s is None:
             self.art.shift = int(rng.integers(0, room + 1))
         else:

@@ -68,7 +68,7 @@ def add_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="comma-separated ART attacks ('' for none)",
     )
     p.add_argument("--n-blackbox", type=int, default=40, help="clips for HopSkipJump (slow)")
-    p.add_argument("--target", default="go")
+    p.add_argument("--target", default=None, help="default: the card's target, else go")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_attack)
 
@@ -93,7 +93,7 @@ def add_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--report", type=Path, required=True, help="Markdown (+ .json, .png)")
     p.add_argument("--scales", default="0.3,0.1,0.03,0.01,0.003")
     p.add_argument("--n", type=int, default=200)
-    p.add_argument("--target", default="go")
+    p.add_argument("--target", default=None, help="default: the card's target, else go")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_adaptive)
 

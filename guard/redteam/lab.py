@@ -113,9 +113,14 @@ def load_sets(directory: Path) -> tuple[dict[str, Any], dict[str, EvalSet]]:
         raise GuardError(f"{index_path}: not found; run guard lab attack first") from None
     except json.JSONDecodeError as exc:
         raise GuardError(f"{index_path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(index.get("sets"), dict):
+        raise GuardError(f"{index_path}: no 'sets' table; run guard lab attack again")
     sets = {}
     for name, entry in index["sets"].items():
-        with np.load(directory / entry["file"], allow_pickle=False) as data:
+        path = directory / entry["file"]
+        if not path.exists():
+            raise GuardError(f"{path}: set {name!r} listed in {index_path} is missing")
+        with np.load(path, allow_pickle=False) as data:
             sets[name] = EvalSet(
                 name,
                 entry["kind"],
@@ -134,7 +139,7 @@ def attack(
     n: int = 200,
     attacks: Sequence[str] = (),
     n_blackbox: int = 40,
-    target: str = "go",
+    target: str | None = None,
     seed: int = 0,
     command_line: str = "",
 ) -> dict[str, Any]:
@@ -146,6 +151,7 @@ def attack(
         raise GuardError(f"unknown attack {unknown[0]!r}; known: {', '.join(ATTACKS)}")
     model = CommandClassifier(model_path)
     card = model_card(model_path)
+    target = target or card.get("target", "go")
     keep = [lab for lab in model.labels if lab not in (target, "_silence_")]
     rng = np.random.default_rng(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -232,7 +238,10 @@ def attack(
     # attack can be added without running the others again.
     old_path = out_dir / INDEX_NAME
     if old_path.exists():
-        old = json.loads(old_path.read_text())
+        try:
+            old = json.loads(old_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise GuardError(f"{old_path}: not JSON ({exc.msg}); remove it or pick --out") from None
         same = all(old.get(k) == index[k] for k in ("model_sha256", "data", "seed", "n", "target"))
         if same:
             for name, entry in old["sets"].items():
@@ -282,9 +291,13 @@ def score(guard: Guard, x: FloatArray) -> Scored:
     ms = (time.perf_counter() - started) * 1000 / max(1, len(x))
     blocked = np.zeros(len(x), dtype=bool)
     for d in guard.detectors:
-        s = scores[d.name]
-        blocked |= (s > d.threshold()) | ~np.isfinite(s)  # fail closed, as Guard.decide
+        blocked |= _fires(scores[d.name], d.threshold())
     return Scored([a.label for a in analyses], scores, blocked, ms)
+
+
+def _fires(scores: npt.NDArray[np.float64], threshold: float) -> npt.NDArray[np.bool_]:
+    """Above the threshold, or not a number at all (fail closed, as ``Guard.decide``)."""
+    return np.asarray((scores > threshold) | ~np.isfinite(scores), dtype=bool)
 
 
 def load_guard(model_path: Path, detectors_dir: Path) -> Guard:
@@ -315,6 +328,7 @@ def evaluate(
     clean = score(guard, sets["clean"].audio)
     families: dict[str, Any] = {}
     scored: dict[str, Scored] = {"clean": clean}
+    counted_masks: dict[str, npt.NDArray[np.bool_]] = {}
     for name, s in sets.items():
         if s.kind in ("clean", "calibrate"):
             continue
@@ -326,7 +340,10 @@ def evaluate(
         else:
             clean_labels = [clean.labels[i] for i in s.source]
             succeeded = evasion_success(clean_labels, result.labels)
-            counted = succeeded & (s.snr_db >= MIN_SNR_DB)
+            # an evasion counts only inside the budget: a loud "perturbation" is not hidden
+            succeeded = succeeded & (s.snr_db >= MIN_SNR_DB)
+            counted = succeeded
+        counted_masks[name] = counted
         outcome = AttackOutcome.of(succeeded, result.blocked)
         families[name] = {
             "kind": s.kind,
@@ -336,13 +353,15 @@ def evaluate(
             "counted": int(counted.sum()),
             "blocked": float(result.blocked[counted].mean()) if counted.any() else None,
             "per_detector_blocked": {
-                d.name: float((result.scores[d.name][counted] > d.threshold()).mean())
+                d.name: float(_fires(result.scores[d.name][counted], d.threshold()).mean())
                 if counted.any()
                 else None
                 for d in guard.detectors
             },
             "auroc": {
                 d.name: auroc(clean.scores[d.name], result.scores[d.name][counted])
+                if counted.any()
+                else None
                 for d in guard.detectors
             },
             "success_without_guard": outcome.success_without_guard,
@@ -364,7 +383,7 @@ def evaluate(
     }
     if art:
         figures["art"] = compare_with_art(guard, model_path, sets, list(art))
-    plots = roc_plots(guard, scored, sets, report_path.parent, report_path.stem)
+    plots = roc_plots(guard, scored, counted_masks, report_path.parent, report_path.stem)
     figures["plots"] = [p.name for p in plots]
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
@@ -423,9 +442,14 @@ def _rates(
 
 
 def roc_plots(
-    guard: Guard, scored: dict[str, Scored], sets: dict[str, EvalSet], out_dir: Path, stem: str
+    guard: Guard,
+    scored: dict[str, Scored],
+    counted: dict[str, npt.NDArray[np.bool_]],
+    out_dir: Path,
+    stem: str,
 ) -> list[Path]:
-    """One PNG per attacked family: each detector's ROC against the clean set."""
+    """One PNG per attacked family: each detector's ROC against the clean set, on the inputs
+    the tables count (every triggered clip; adversarial clips that succeeded within budget)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -435,19 +459,18 @@ def roc_plots(
     paths = []
     clean = scored["clean"]
     for name, result in scored.items():
-        if name == "clean":
+        if name == "clean" or not counted[name].any():
             continue
+        mask = counted[name]
         fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=100)
         for d in guard.detectors:
-            fpr, tpr = roc_curve(clean.scores[d.name], result.scores[d.name])
-            ax.plot(
-                fpr,
-                tpr,
-                label=f"{d.name} ({auroc(clean.scores[d.name], result.scores[d.name]):.2f})",
-            )
+            attacked = result.scores[d.name][mask]
+            fpr, tpr = roc_curve(clean.scores[d.name], attacked)
+            area = auroc(clean.scores[d.name], attacked)
+            ax.plot(fpr, tpr, label=f"{d.name} ({area:.2f})")
         ax.plot(
             [clean.blocked.mean()],
-            [result.blocked.mean()],
+            [result.blocked[mask].mean()],
             "k*",
             markersize=10,
             label="fused verdict",
@@ -478,6 +501,10 @@ def _art_cell(rates: dict[str, float]) -> str:
     return cell
 
 
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
@@ -501,7 +528,7 @@ def markdown(figures: dict[str, Any], command_line: str) -> str:
         "| --- | --- | --- | --- | --- | --- |" + " --- |" * len(names),
     ]
     for name, f in figures["families"].items():
-        cells = [f"{_pct(f['per_detector_blocked'][d])} ({f['auroc'][d]:.3f})" for d in names]
+        cells = [f"{_pct(f['per_detector_blocked'][d])} ({_num(f['auroc'][d])})" for d in names]
         snr = "–" if f["snr_db_median"] is None else f"{f['snr_db_median']:.0f} dB"
         lines.append(
             f"| {name} | {f['n']} ({f['counted']}) | {snr} | {_pct(f['success_without_guard'])} | "
@@ -512,10 +539,11 @@ def markdown(figures: dict[str, Any], command_line: str) -> str:
     lines += [
         "",
         "Attack success: a triggered clip called the target; an adversarial clip whose label moved "
-        "off the clean clip's. With guard it must also be allowed. Blocked rates count the "
-        f"inputs that need blocking: every triggered clip, and adversarial clips that fooled the "
-        f"int8 model at SNR ≥ {MIN_SNR_DB:.0f} dB. Detector cells: blocked by that detector alone "
-        "at its fused threshold (AUROC against the clean set).",
+        f"off the clean clip's at SNR ≥ {MIN_SNR_DB:.0f} dB (a louder change is not a hidden "
+        "perturbation), as a share of all n. With guard it must also be allowed. Blocked rates "
+        "count the inputs that need blocking (n counted): every triggered clip, and the "
+        "adversarial clips that succeeded. Detector cells: blocked by that detector alone at its "
+        "fused threshold (AUROC against the clean set), on the counted inputs.",
         "",
     ]
     if "art" in figures:
@@ -563,16 +591,19 @@ def adaptive(
     out_path: Path,
     scales: Sequence[float],
     n: int = 200,
-    target: str = "go",
+    target: str | None = None,
     seed: int = 0,
     command_line: str = "",
 ) -> dict[str, Any]:
     """Turn the learned trigger down step by step: at each scale, how often the backdoor still
     fires (without guard), how often guard blocks it, and how often the attack gets through."""
+    if not data_dir.is_dir():
+        raise GuardError(f"{data_dir}: not a directory (--data, a Speech Commands folder)")
     guard = load_guard(model_path, detectors_dir)
     card = model_card(model_path)
     if not card.get("trigger"):
         raise GuardError(f"{model_path}: its card names no trigger (not an attack fixture)")
+    target = target or card.get("target", "go")
     keep = [lab for lab in guard.model.labels if lab not in (target, "_silence_")]
     clean = devdata.audio(
         [c for c in devdata.clips(data_dir, "evaluate", seed=seed + 1) if c.label in keep][:n]
