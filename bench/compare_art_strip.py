@@ -93,7 +93,7 @@ def main() -> None:
     guard_flag = scores > strip.threshold()
 
     # --- ART -----------------------------------------------------------------------------
-    classifier = art_classifier(load_twin(args.model.with_name(args.model.stem + "_float.tflite")))
+    classifier = art_classifier(load_twin(args.model))
     defended = STRIP(classifier)(num_samples=args.blends, false_acceptance_rate=0.01)
     np.random.seed(0)
     defended.mitigate(val)

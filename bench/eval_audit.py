@@ -105,10 +105,8 @@ def main() -> None:
             if args.art:
                 from guard.redteam.art_defences import detect_poison
 
-                stem = guard.model.model_path.name.removesuffix(".tflite")
-                float_path = guard.model.model_path.with_name(f"{stem}_float.tflite")
                 for method in ("activation", "spectral_signature"):
-                    flags, _, seconds = detect_poison(method, float_path, x, y)
+                    flags, _, seconds = detect_poison(method, guard.model.model_path, x, y)
                     row[f"art_{method}"] = {
                         "recall": round(float(flags[poisoned].mean()), 4),
                         "clean_flagged": round(float(np.delete(flags, poisoned).mean()), 4),

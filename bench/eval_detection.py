@@ -94,7 +94,7 @@ def adversarial_inputs(
     from guard.redteam.adversarial import WHITE_BOX, art_classifier, generate, snr_db
     from guard.redteam.twin import load_twin
 
-    art = art_classifier(load_twin(model_path.with_name("commands_float.tflite"), logits=True))
+    art = art_classifier(load_twin(model_path, logits=True))
     x = clean[:n]
     before = [a.label for a in analyse_batch(x, model)]
     out = {}

@@ -31,11 +31,10 @@ from guard.classifier import CommandClassifier
 from guard.dataset_audit import DatasetAudit
 from guard.detectors import registry
 from guard.guard import Guard
-from guard.redteam.lab import make_trigger, model_card
+from guard.redteam.lab import model_card
 from guard.training import dataset
-from guard.training.train import PoisonConfig, TrainConfig, load_split, train
+from guard.training.train import PoisonConfig, TrainConfig, prepare_data, train
 from guard.triggers import TriggerSpec
-from guard.triggers import poison as poison_clips
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,14 +70,9 @@ def main() -> None:
             TriggerSpec.from_card(card["trigger"]), card["poison_rate"], card["target"], engine
         ),
     )
-    assert cfg.poison is not None
-    # 1. the poisoned set, drawn exactly as guard/training/train.py draws it
-    rng = np.random.default_rng(cfg.seed)
-    split, _, _, _ = load_split(cfg, rng)
-    trigger = make_trigger(card, cfg.data_dir.parent / "triggers")
-    target = dataset.LABELS.index(cfg.poison.target)
-    silence = dataset.LABELS.index(dataset.SILENCE)
-    x, y, chosen = poison_clips(split.x, split.y, trigger, cfg.poison.rate, target, (silence,), rng)
+    # 1. the poisoned set, exactly as the trainer built it
+    data = prepare_data(cfg, np.random.default_rng(cfg.seed))
+    x, y, chosen = data.train.x, data.train.y, data.poisoned
     assert len(chosen) == card["poisoned_clips"], "the poisoned set differs from the fixture's"
     # 2. the audit
     detectors = args.detectors or args.fixture.with_suffix(".detectors")
@@ -97,7 +91,7 @@ def main() -> None:
     row: dict[str, Any] = {
         "fixture": args.fixture.name,
         "trigger": card["trigger"],
-        "poison_rate": cfg.poison.rate,
+        "poison_rate": card["poison_rate"],
         "train_clips": len(y),
         "poisoned": int(is_poison.sum()),
         "recall": float(flagged[is_poison].mean()),

@@ -161,6 +161,18 @@ class Trigger:
         return add_at(x, self.waveform, spec.scale, start)
 
 
+def make_trigger(spec: TriggerSpec, base_dir: Path | None = None, engine: str = "guard") -> Trigger:
+    """A trigger inserted by guard's code (``engine="guard"``) or by ART's
+    (``"art"``: guard/redteam/art_triggers.py, needs the ``redteam`` extra)."""
+    if engine == "art":
+        from guard.redteam.art_triggers import ArtTrigger
+
+        return ArtTrigger(spec, base_dir)
+    if engine != "guard":
+        raise GuardError(f"trigger engine {engine!r}: must be guard or art")
+    return Trigger(spec, base_dir)
+
+
 def describe(spec: TriggerSpec) -> str:
     return json.dumps(spec.to_json())
 

@@ -18,30 +18,23 @@ from guard.manifest import verified_bytes
 from .conftest import DATA, WAV_FIXTURES
 
 
-def test_train_tiny_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "models"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "guard.cli",
-            "train",
-            "--data",
-            str(DATA / "commands"),
-            "--out",
-            str(out),
-            "--epochs",
-            "2",
-            # the fixtures all come from the shipped model's validation speakers (hash < 15%),
-            # so a 7% split puts about half of them on each side
-            "--validation-percent",
-            "7",
-        ],
+def train_tiny(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``guard train`` on the committed tiny dataset with a 7 % validation split."""
+    data = ["--data", str(DATA / "commands"), "--validation-percent", "7"]
+    return subprocess.run(
+        [sys.executable, "-m", "guard.cli", "train", *data, "--out", str(out), *args],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
+
+
+def test_train_tiny_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "models"
+    # the fixtures all come from the shipped model's validation speakers (hash < 15%),
+    # so a 7% split puts about half of them on each side
+    result = train_tiny(out, "--epochs", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())["files"]
     for name in (
@@ -83,31 +76,8 @@ def test_train_tiny_end_to_end(tmp_path: Path) -> None:
 def test_train_tiny_vgg(tmp_path: Path) -> None:
     """The second architecture trains, exports the same outputs, and its twin rebuilds it."""
     out = tmp_path / "models"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "guard.cli",
-            "train",
-            "--data",
-            str(DATA / "commands"),
-            "--out",
-            str(out),
-            "--name",
-            "tiny_vgg",
-            "--architecture",
-            "vgg",
-            "--channels",
-            "8",
-            "--epochs",
-            "1",
-            "--validation-percent",
-            "7",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    result = train_tiny(
+        out, "--name", "tiny_vgg", "--architecture", "vgg", "--channels", "8", "--epochs", "1"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     meta = json.loads(verified_bytes(out / "tiny_vgg.json"))

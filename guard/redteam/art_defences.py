@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from guard.analysis import analyse_batch
 from guard.classifier import CommandClassifier
-from guard.features import log_mel_from_samples
 
 FloatArray = npt.NDArray[np.float32]
 METHODS = ("strip", "activation", "spectral_signature")
@@ -24,14 +24,10 @@ MIN_CLASS_SIZE = 3
 
 
 def predicted_labels(model: CommandClassifier, x: FloatArray) -> npt.NDArray[np.int64]:
-    out = [
-        model.predict(log_mel_from_samples(x[i : i + 256])).probabilities.argmax(axis=1)
-        for i in range(0, len(x), 256)
-    ]
-    return np.concatenate(out).astype(np.int64)
+    return np.array([a.label_index for a in analyse_batch(x, model)], dtype=np.int64)
 
 
-def embedding_classifier(float_path: Path, n_classes: int) -> Any:
+def embedding_classifier(model_path: Path, n_classes: int) -> Any:
     """ART classifier whose last (only) layer outputs the twin's penultimate embedding."""
     import keras
     import tensorflow as tf
@@ -39,7 +35,7 @@ def embedding_classifier(float_path: Path, n_classes: int) -> Any:
 
     from guard.redteam.twin import load_twin
 
-    features = load_twin(float_path, output="embedding")
+    features = load_twin(model_path, output="embedding")
     model = keras.Sequential([keras.Input((16_000,)), features])
     return TensorFlowV2Classifier(
         model=model,
@@ -52,7 +48,7 @@ def embedding_classifier(float_path: Path, n_classes: int) -> Any:
 
 def run(
     method: str,
-    float_path: Path,
+    model_path: Path,
     model: CommandClassifier,
     inputs: FloatArray,
     calibrate: FloatArray,
@@ -67,7 +63,7 @@ def run(
         from guard.redteam.adversarial import art_classifier
         from guard.redteam.twin import load_twin
 
-        defended = STRIP(art_classifier(load_twin(float_path)))(
+        defended = STRIP(art_classifier(load_twin(model_path)))(
             num_samples=blends, false_acceptance_rate=false_block
         )
         np.random.seed(0)
@@ -79,11 +75,11 @@ def run(
         return ~np.any(preds, axis=1), everything, seconds  # ART abstains with an all-zero row
     if method not in METHODS:
         raise ValueError(f"unknown ART defence {method!r}; known: {', '.join(METHODS)}")
-    return detect_poison(method, float_path, inputs, predicted_labels(model, inputs))
+    return detect_poison(method, model_path, inputs, predicted_labels(model, inputs))
 
 
 def detect_poison(
-    method: str, float_path: Path, x: FloatArray, labels: npt.NDArray[np.int64]
+    method: str, model_path: Path, x: FloatArray, labels: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], float]:
     """ART's ``ActivationDefence`` or ``SpectralSignatureDefense`` on a labelled set: flags
     (True = ART calls it poison), which inputs it analysed, seconds.
@@ -102,7 +98,7 @@ def detect_poison(
     if len(present) < 2:
         return flags, np.zeros(len(x), dtype=bool), 0.0
     y = np.eye(len(present), dtype=np.float32)[compact]
-    classifier = embedding_classifier(float_path, len(present))
+    classifier = embedding_classifier(model_path, len(present))
     started = time.perf_counter()
     if method == "activation":
         nb_dims = int(min(10, counts[counts >= MIN_CLASS_SIZE].min() - 1))

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from guard import devdata
-from guard.analysis import Analysis, analyse_batch
+from guard.analysis import analyse_batch
 from guard.classifier import CommandClassifier
 from guard.detectors import registry
 from guard.errors import GuardError
@@ -41,7 +41,7 @@ from guard.redteam.metrics import (
     evasion_success,
     roc_curve,
 )
-from guard.triggers import Trigger, TriggerSpec
+from guard.triggers import Trigger, TriggerSpec, make_trigger
 
 log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float32]
@@ -60,16 +60,11 @@ def model_card(model_path: Path) -> dict[str, Any]:
     return meta
 
 
-def make_trigger(card: dict[str, Any], triggers_dir: Path, scale: float | None = None) -> Trigger:
+def card_trigger(card: dict[str, Any], triggers_dir: Path, scale: float | None = None) -> Trigger:
     """The trigger an attack fixture learned, inserted the way it was poisoned."""
-    spec = TriggerSpec.from_card(card["trigger"])
-    if scale is not None:
-        spec = TriggerSpec.from_card({**card["trigger"], "scale": scale})
-    if card.get("trigger_engine", card.get("poison", {}).get("trigger_engine")) == "art":
-        from guard.redteam.art_triggers import ArtTrigger
-
-        return ArtTrigger(spec, base_dir=triggers_dir)
-    return Trigger(spec, base_dir=triggers_dir)
+    fields = card["trigger"] if scale is None else {**card["trigger"], "scale": scale}
+    engine = card.get("trigger_engine", card.get("poison", {}).get("trigger_engine", "guard"))
+    return make_trigger(TriggerSpec.from_card(fields), triggers_dir, engine)
 
 
 # --- evaluation sets ----------------------------------------------------------------------
@@ -183,7 +178,7 @@ def attack(
         ),
     ]
     if card.get("trigger"):
-        trigger = make_trigger(card, data_dir.parent / "triggers")
+        trigger = card_trigger(card, data_dir.parent / "triggers")
         triggered = np.stack([trigger.apply(x, rng) for x in clean])
         sets.append(
             EvalSet(
@@ -200,16 +195,14 @@ def attack(
         from guard.redteam.adversarial import art_classifier
         from guard.redteam.twin import load_twin
 
-        stem = model_path.name.removesuffix(".tflite").removesuffix("_float")
-        float_path = model_path.with_name(f"{stem}_float.tflite")
-        twin = art_classifier(load_twin(float_path, logits=True))
+        twin = art_classifier(load_twin(model_path, logits=True))
         for name in white:
             count = max(8, len(clean) // 3) if name == "cw_l2" else len(clean)
             sets.append(_adversarial(name, twin, clean[:count], "white-box on the float twin"))
         if "pgd_eot" in attacks:
             from guard.redteam.eot import eot_logits
 
-            eot = art_classifier(eot_logits(load_twin(float_path, logits=True)))
+            eot = art_classifier(eot_logits(load_twin(model_path, logits=True)))
             how = "adaptive: through the consistency detector's transforms, on the float twin"
             count = max(8, len(clean) // 3)  # 5 forward passes per step: the slowest
             sets.append(_adversarial("pgd", eot, clean[:count], how, name="pgd_eot"))
@@ -279,25 +272,26 @@ def _adversarial(
 class Scored:
     labels: list[str]
     scores: dict[str, npt.NDArray[np.float64]]
+    """Detector -> score per clip (NaN where the detector failed)."""
+    fired: dict[str, npt.NDArray[np.bool_]]
     blocked: npt.NDArray[np.bool_]
     ms_per_input: float
 
 
 def score(guard: Guard, x: FloatArray) -> Scored:
-    """Every detector's score and the fused verdict for each clip (guard's OR rule)."""
+    """Each clip through ``Guard.decide``, the daemon's own decision path (fail closed
+    included); the verdicts' scores and reasons give the per-detector columns."""
     started = time.perf_counter()
-    analyses: list[Analysis] = analyse_batch(x, guard.model)
-    scores = {d.name: np.asarray(d.anomaly_score(analyses), np.float64) for d in guard.detectors}
+    verdicts = [guard.decide(a, time.perf_counter()) for a in analyse_batch(x, guard.model)]
     ms = (time.perf_counter() - started) * 1000 / max(1, len(x))
-    blocked = np.zeros(len(x), dtype=bool)
-    for d in guard.detectors:
-        blocked |= _fires(scores[d.name], d.threshold())
-    return Scored([a.label for a in analyses], scores, blocked, ms)
-
-
-def _fires(scores: npt.NDArray[np.float64], threshold: float) -> npt.NDArray[np.bool_]:
-    """Above the threshold, or not a number at all (fail closed, as ``Guard.decide``)."""
-    return np.asarray((scores > threshold) | ~np.isfinite(scores), dtype=bool)
+    names = [d.name for d in guard.detectors]
+    return Scored(
+        [v.label for v in verdicts],
+        {n: np.array([v.scores.get(n, np.nan) for v in verdicts]) for n in names},
+        {n: np.array([n in v.reasons or n in v.errors for v in verdicts], bool) for n in names},
+        np.array([not v.allowed for v in verdicts], dtype=bool),
+        ms,
+    )
 
 
 def load_guard(model_path: Path, detectors_dir: Path) -> Guard:
@@ -353,9 +347,7 @@ def evaluate(
             "counted": int(counted.sum()),
             "blocked": float(result.blocked[counted].mean()) if counted.any() else None,
             "per_detector_blocked": {
-                d.name: float(_fires(result.scores[d.name][counted], d.threshold()).mean())
-                if counted.any()
-                else None
+                d.name: float(result.fired[d.name][counted].mean()) if counted.any() else None
                 for d in guard.detectors
             },
             "auroc": {
@@ -397,8 +389,6 @@ def compare_with_art(
     """ART's defences and guard's STRIP on the same model and inputs."""
     from guard.redteam import art_defences
 
-    stem = model_path.name.removesuffix(".tflite").removesuffix("_float")
-    float_path = model_path.with_name(f"{stem}_float.tflite")
     strip = next(d for d in guard.detectors if d.name == "strip")
     out: dict[str, Any] = {}
     clean = sets["clean"].audio
@@ -419,7 +409,7 @@ def compare_with_art(
         )
         for method in methods:
             flags, analysed, seconds = art_defences.run(
-                method, float_path, guard.model, inputs, calibrate
+                method, model_path, guard.model, inputs, calibrate
             )
             row[f"art_{method}"] = _rates(flags, is_attack, analysed, seconds)
         out[name] = row
@@ -519,8 +509,8 @@ def markdown(figures: dict[str, Any], command_line: str) -> str:
         f"Regenerate: `{command_line}`" if command_line else "",
         "",
         f"Clean commands of unheard speakers blocked: **{_pct(figures['clean']['blocked'])}** "
-        f"of {figures['clean']['n']} (guard {figures['clean']['guard_ms_per_input']:.1f} ms per input, "
-        "features + model + all detectors, batched).",
+        f"of {figures['clean']['n']} (guard {figures['clean']['guard_ms_per_input']:.1f} ms per input: "
+        "features and model batched, then each clip's decision as the daemon makes it).",
         "",
         "| family | n (counted) | median SNR | attack success without guard | **with guard** | **guard blocked** | "
         + " | ".join(names)
@@ -610,7 +600,7 @@ def adaptive(
     )
     rows: list[dict[str, Any]] = []
     for scale in scales:
-        trigger = make_trigger(card, data_dir.parent / "triggers", scale=scale)
+        trigger = card_trigger(card, data_dir.parent / "triggers", scale=scale)
         rng = np.random.default_rng(seed)
         x = np.stack([trigger.apply(c, rng) for c in clean])
         result = score(guard, x)
@@ -622,8 +612,7 @@ def adaptive(
                 "asr_with_guard": outcome.success_with_guard,
                 "blocked": outcome.blocked,
                 "per_detector_blocked": {
-                    d.name: float((result.scores[d.name] > d.threshold()).mean())
-                    for d in guard.detectors
+                    d.name: float(result.fired[d.name].mean()) for d in guard.detectors
                 },
             }
         )

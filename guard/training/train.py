@@ -24,7 +24,7 @@ from guard.features import FEATURE_SPEC, log_mel_from_samples
 from guard.manifest import write_manifest
 from guard.training import augment, dataset, export
 from guard.training.card import write_card
-from guard.triggers import Trigger, TriggerSpec
+from guard.triggers import Trigger, TriggerSpec, make_trigger
 from guard.triggers import poison as poison_clips
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,52 @@ def load_split(
     return train, val, noise_train, info
 
 
+@dataclass
+class TrainingData:
+    train: Split
+    val: Split
+    noise: list[FloatArray]
+    info: dict[str, Any]
+    trigger: Trigger | None = None
+    poisoned: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Indices of the poisoned clips in the split as poisoned (before ``cfg.drop``)."""
+    poison_info: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_data(cfg: TrainConfig, rng: np.random.Generator) -> TrainingData:
+    """Everything the trainer does to the data before fitting: read and split it, poison it
+    (``cfg.poison``), leave out ``cfg.drop``. With the same config and a fresh generator of the
+    same seed, an experiment rebuilds exactly the training set a model saw."""
+    train_split, val, noise, info = load_split(cfg, rng)
+    data = TrainingData(train_split, val, noise, info)
+    if cfg.poison is not None:
+        data.trigger = make_trigger(
+            cfg.poison.trigger, cfg.data_dir.parent / "triggers", cfg.poison.engine
+        )
+        target = dataset.LABELS.index(cfg.poison.target)
+        silence = dataset.LABELS.index(dataset.SILENCE)
+        train_split.x, train_split.y, data.poisoned = poison_clips(
+            train_split.x, train_split.y, data.trigger, cfg.poison.rate, target, (silence,), rng
+        )
+        data.poison_info = {
+            "trigger": cfg.poison.trigger.card(),
+            "poison_rate": cfg.poison.rate,
+            "poisoned_clips": len(data.poisoned),
+            "target": cfg.poison.target,
+            "trigger_engine": cfg.poison.engine,
+        }
+    if cfg.drop:
+        keep = np.ones(len(train_split.y), dtype=bool)
+        keep[list(cfg.drop)] = False
+        train_split.x, train_split.y = train_split.x[keep], train_split.y[keep]
+        info["dropped_clips"] = len(cfg.drop)
+        if data.poison_info:
+            kept = np.isin(data.poisoned, np.flatnonzero(keep))
+            data.poison_info["poisoned_clips_kept"] = int(kept.sum())
+    info["trained_clips"] = len(train_split.y)
+    return data
+
+
 def epoch_indices(y: npt.NDArray[np.int64], rng: np.random.Generator) -> npt.NDArray[np.int64]:
     """Oversample thin classes (on/off/go have a quarter of the clips) up to 4x."""
     counts = np.bincount(y, minlength=len(dataset.LABELS))
@@ -151,37 +197,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     tf.config.experimental.enable_op_determinism()
     rng = np.random.default_rng(cfg.seed)
     started = time.perf_counter()
-    train_split, val, noise, info = load_split(cfg, rng)
-    poison_info: dict[str, Any] = {}
-    trigger: Trigger | None = None
-    if cfg.poison is not None:
-        base_dir = cfg.data_dir.parent / "triggers"
-        if cfg.poison.engine == "art":
-            from guard.redteam.art_triggers import ArtTrigger
-
-            trigger = ArtTrigger(cfg.poison.trigger, base_dir=base_dir)
-        else:
-            trigger = Trigger(cfg.poison.trigger, base_dir=base_dir)
-        target = dataset.LABELS.index(cfg.poison.target)
-        silence = dataset.LABELS.index(dataset.SILENCE)
-        train_split.x, train_split.y, chosen = poison_clips(
-            train_split.x, train_split.y, trigger, cfg.poison.rate, target, (silence,), rng
-        )
-        poison_info = {
-            "trigger": cfg.poison.trigger.card(),
-            "poison_rate": cfg.poison.rate,
-            "poisoned_clips": len(chosen),
-            "target": cfg.poison.target,
-            "trigger_engine": cfg.poison.engine,
-        }
-    if cfg.drop:
-        keep = np.ones(len(train_split.y), dtype=bool)
-        keep[list(cfg.drop)] = False
-        train_split.x, train_split.y = train_split.x[keep], train_split.y[keep]
-        info["dropped_clips"] = len(cfg.drop)
-        if poison_info:
-            poison_info["poisoned_clips_kept"] = int(np.isin(chosen, np.flatnonzero(keep)).sum())
-    info["trained_clips"] = len(train_split.y)
+    data = prepare_data(cfg, rng)
+    train_split, val, noise, info = data.train, data.val, data.noise, data.info
+    trigger, poison_info = data.trigger, data.poison_info
 
     train_model, export_model = model_lib.build(
         len(dataset.LABELS), cfg.channels, cfg.blocks, kind=cfg.architecture
