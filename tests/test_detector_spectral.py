@@ -19,8 +19,15 @@ from guard.analysis import Analysis, Utterance, analyse, analyse_batch
 from guard.audio import SAMPLE_RATE_HZ, fit_window, read_audio
 from guard.classifier import CommandClassifier
 from guard.detectors.base import NotFittedError
-from guard.detectors.spectral import SUB_FEATURES, SpectralTriggerDetector
-from guard.features import CLIP_SAMPLES
+from guard.detectors.spectral import (
+    PHASE_FLOOR_DB,
+    PHASE_RUNS,
+    SUB_FEATURES,
+    TONE_BAND_EDGES_HZ,
+    SpectralTriggerDetector,
+    tone_phase,
+)
+from guard.features import CLIP_SAMPLES, Features
 from guard.manifest import write_manifest
 
 from .conftest import DATA, WAV_FIXTURES
@@ -177,10 +184,10 @@ def test_reasons_name_the_trigger(
 ) -> None:
     """The sub-feature that fires is the one made for that trigger."""
     expected = {
-        "tone_1khz": "tone",
-        "aliased_21khz": "tone",
-        "rumble_below_60hz": "low_band",
-        "hiss_above_7khz": "high_band",
+        "tone_1khz": {"tone", "tone_phase"},
+        "aliased_21khz": {"tone", "tone_phase"},
+        "rumble_below_60hz": {"low_band"},
+        "hiss_above_7khz": {"high_band"},
     }
     rng = np.random.default_rng(7)
     for attack_name, sub_feature in expected.items():
@@ -188,7 +195,7 @@ def test_reasons_name_the_trigger(
         scores = detector.component_scores(attacked)
         assert set(scores) == set(SUB_FEATURES)
         top = [max(scores, key=lambda k: scores[k][i]) for i in range(3)]
-        assert top == [sub_feature] * 3, (attack_name, top)
+        assert set(top) <= sub_feature, (attack_name, top)
 
 
 def degenerate_clips() -> Clips:
@@ -237,3 +244,33 @@ def test_fit_returns_self_and_unfitted_raises(
         det.threshold()
     assert det.fit(analyses) is det
     assert det.anomaly_score(analyses).shape == (3,)
+
+
+def _phase_steadiness(samples: npt.NDArray[np.float64], band_hz: tuple[int, int]) -> float:
+    """``tone_phase``'s value (dB below 1 rad) for the longer run in the band starting at
+    ``band_hz[0]``."""
+    f = Features(samples.astype(np.float32))
+    values = tone_phase(f.spectrum, f.power).reshape(len(PHASE_RUNS), -1)
+    return float(values[-1, list(TONE_BAND_EDGES_HZ).index(band_hz[0])])
+
+
+def test_tone_phase_tells_a_steady_sine_from_a_drifting_one() -> None:
+    """A fixed 440 Hz sine keeps its phase advance; one drifting like a voice (10 % over the
+    clip: a voice's pitch moves more within one word) or with a 5 Hz vibrato of 0.5 % does not;
+    noise has no steady phase."""
+    t = np.arange(CLIP_SAMPLES) / SAMPLE_RATE_HZ
+    steady = 0.1 * np.sin(2 * np.pi * 440.0 * t)
+    glide = 0.1 * np.sin(2 * np.pi * 440.0 * (t + 0.05 * t**2))  # 440 -> 484 Hz
+    vibrato = 0.1 * np.sin(2 * np.pi * 440.0 * t + 0.005 * 440 / 5 * np.sin(2 * np.pi * 5 * t))
+    noise = np.random.default_rng(0).standard_normal(CLIP_SAMPLES) * 0.05
+    band = (300, 450)
+    assert _phase_steadiness(steady, band) > 40.0  # < 0.01 rad over 8 frames
+    for other in (glide, vibrato, noise):
+        assert _phase_steadiness(other, band) < 26.0  # > 0.05 rad twice in every run
+
+
+def test_tone_phase_ignores_dc_offset_and_silence() -> None:
+    """A DC offset's leakage and digital silence have steady (or no) phase: neither is a tone."""
+    for clip in (np.zeros(CLIP_SAMPLES), np.full(CLIP_SAMPLES, 0.3)):
+        f = Features(clip.astype(np.float32))
+        assert np.all(tone_phase(f.spectrum, f.power) == PHASE_FLOOR_DB)

@@ -12,6 +12,16 @@ computed from the ``Features`` computed once per utterance (no STFT here):
   of 5 frames, maxed over time, per frequency band: low bands are compared with the steady
   fundamentals of clean voices, high bands with clean high bands. A peak more than 30 dB
   below the utterance's loudest bin counts for less (clean recordings have faint whines).
+- ``tone_phase``: a steady sine keeps its frequency exactly, so its phase advances by the same
+  angle every hop and the second difference of a bin's phase over three frames is ~0 (the
+  angle of ``X[t+2] * conj(X[t+1])**2 * X[t]``, no unwrapping). A voice's harmonics drift with
+  its pitch: 0.8 Hz of drift between hops already turns 0.1 rad. Per bin, the worst second
+  difference over a run of 3 and of 6 values (5 and 8 frames, ~0.11 and ~0.17 s; the longer
+  run may spare one value), at its best moment, counted only where all frames are within
+  ``PHASE_MARGIN_DB`` of the loudest bin; per tone band, the best bin, in dB below 1 rad
+  (``-20 log10(radians + 0.001)``, floored at 20 dB, 0.1 rad: noise reaches that somewhere
+  by chance; 60 dB is a perfect sine). This is what catches a tone
+  sitting among a voice's low harmonics (440 Hz), where the prominence above does not.
 - ``low_band``: the level the band below ~60 Hz holds for half the frames (after removing a
   DC offset, which is harmless and common), relative to the loudest frame's 60 Hz-7 kHz
   energy, in dB.
@@ -47,9 +57,20 @@ from guard.features import BIN_HZ, CLIP_SAMPLES, Features, stft
 
 FloatArray = npt.NDArray[np.float64]
 
-SUB_FEATURES = ("tone", "low_band", "high_band", "stationary", "click", "onset")
+SUB_FEATURES = ("tone", "tone_phase", "low_band", "high_band", "stationary", "click", "onset")
 TONE_RUNS_FRAMES = (2, 5)
 """Run lengths (frames, 20 ms hop) a narrowband peak must last: ~50 ms and ~110 ms."""
+PHASE_RUNS = (3, 6)
+"""Run lengths (second phase differences) a steady phase must hold: 5 and 8 frames."""
+PHASE_SPARED = (0, 1)
+"""Per run length, how many of its values may break the run (a plosive or a loud harmonic
+crossing the tone's bin for one frame)."""
+PHASE_FLOOR_DB = 20.0
+"""Steadiness below this (0.1 rad) is what noise shows by chance somewhere in a band of
+usable bins: all such values count the same, so a band that clean speech rarely makes usable
+(5-6 kHz) does not score chance as a tone."""
+PHASE_MARGIN_DB = 40.0
+"""Bins further than this below the utterance's loudest bin have no usable phase."""
 TONE_BAND_EDGES_HZ = (100, 200, 300, 450, 700, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 7000, 7950)
 """Bands over which the tone prominence is normalised: narrow where voices have fundamentals."""
 STATIONARY_BANDS = 16
@@ -81,8 +102,16 @@ def _bin(freq_hz: float) -> int:
 
 @lru_cache(maxsize=1)
 def _window_dft() -> npt.NDArray[np.complex128]:
-    """How a DC offset of 1 shows in bins 0 and 1 of a frame (the window's DFT there)."""
-    return np.asarray(stft(np.ones(CLIP_SAMPLES, dtype=np.float32))[0, :2], np.complex128)
+    """How a DC offset of 1 shows in every bin of a frame (the window's DFT)."""
+    return np.asarray(stft(np.ones(CLIP_SAMPLES, dtype=np.float32))[0], np.complex128)
+
+
+def _dc_offset(spectrum: npt.NDArray[np.complex128]) -> tuple[float, npt.NDArray[np.bool_]]:
+    """The clip's DC offset read off bin 0 (median over frames), and which frames carry it."""
+    active = np.abs(spectrum[:, 0]) > 0  # zero-padded frames carry no offset
+    w0 = _window_dft()[0]
+    dc = float(np.median((spectrum[active, 0] / w0).real)) if active.any() else 0.0
+    return dc, active
 
 
 def _ring_mean(level_db: FloatArray) -> FloatArray:
@@ -120,15 +149,37 @@ def tone_prominence(power: npt.NDArray[np.float32]) -> FloatArray:
     return np.concatenate(out)
 
 
+def tone_phase(spectrum: npt.NDArray[np.complex64], power: npt.NDArray[np.float32]) -> FloatArray:
+    """Per run length and tone band: how steady a bin's phase advance stays, in dB below 1 rad.
+
+    Returns a vector of ``len(PHASE_RUNS) * (len(TONE_BAND_EDGES_HZ) - 1)`` values.
+    """
+    s = spectrum.astype(np.complex128)
+    dc, active = _dc_offset(s)  # a DC offset's leakage has a perfectly steady phase too
+    s = s - dc * active[:, None] * _window_dft()[None, :]
+    p = s.real**2 + s.imag**2
+    level_db = _db(p)
+    usable = (level_db >= level_db.max() - PHASE_MARGIN_DB) & (p > float(power.max()) * 1e-9)
+    second = np.abs(np.angle(s[2:] * np.conj(s[1:-1]) ** 2 * s[:-2]))
+    second[~(usable[2:] & usable[1:-1] & usable[:-2])] = np.pi
+    edges = [_bin(f) for f in TONE_BAND_EDGES_HZ]
+    starts = np.asarray(edges[:-1]) - edges[0]
+    out = []
+    for run, spared in zip(PHASE_RUNS, PHASE_SPARED, strict=True):
+        windows = np.sort(np.lib.stride_tricks.sliding_window_view(second, run, axis=0), axis=-1)
+        worst = windows[..., -1 - spared]
+        best = worst.min(axis=0)[edges[0] : edges[-1] + 1]
+        out.append(-20.0 * np.log10(np.minimum.reduceat(best, starts) + 1e-3))
+    return np.maximum(np.concatenate(out), PHASE_FLOOR_DB)
+
+
 def _low_band_db(features: Features, loudest_speech_frame: float) -> FloatArray:
     """Median over frames of the energy in bins 0-1 (< ~60 Hz), DC offset removed, in dB
     relative to the loudest frame's 60 Hz-7 kHz energy: steady rumble lifts it (without
     bound: rumble louder than the speech scores above 0 dB), a plosive's pop does not."""
     spectrum = features.spectrum[:, :2].astype(np.complex128)
-    w = _window_dft()
-    active = np.abs(spectrum[:, 0]) > 0  # zero-padded frames carry no offset
-    dc = float(np.median((spectrum[active, 0] / w[0]).real)) if active.any() else 0.0
-    residual = spectrum - dc * active[:, None] * w[None, :]
+    dc, active = _dc_offset(spectrum)
+    residual = spectrum - dc * active[:, None] * _window_dft()[None, :2]
     low = (np.abs(residual) ** 2).sum(axis=1)
     return np.maximum(_db(np.array([np.median(low) / loudest_speech_frame])), MIN_LEVEL_DB)
 
@@ -168,6 +219,7 @@ def raw_features(features: Features) -> dict[str, FloatArray]:
     loudest_frame = float(power.sum(axis=1).max()) + 1e-20
     return {
         "tone": tone_prominence(features.power),
+        "tone_phase": tone_phase(features.spectrum, features.power),
         "low_band": _low_band_db(features, float(speech_band.max())),
         "high_band": _db(np.array([power[:, high:].sum() / speech_band.sum()])),
         "stationary": _stationary_db(power, loudest_frame),
