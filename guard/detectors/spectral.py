@@ -149,6 +149,21 @@ def tone_prominence(power: npt.NDArray[np.float32]) -> FloatArray:
     return np.concatenate(out)
 
 
+def _sliding_worst(values: FloatArray, run: int, spared: int) -> FloatArray:
+    """Over each window of ``run`` rows: the largest value, or the second largest when
+    ``spared`` is 1 (one value may break the run)."""
+    if spared not in (0, 1):
+        raise ValueError(f"spared must be 0 or 1, got {spared}")
+    n = len(values) - run + 1
+    top = np.full((n, values.shape[1]), -np.inf)
+    second = top.copy()
+    for j in range(run):
+        v = values[j : j + n]
+        second = np.maximum(second, np.minimum(top, v))
+        top = np.maximum(top, v)
+    return top if spared == 0 else second
+
+
 def tone_phase(spectrum: npt.NDArray[np.complex64], power: npt.NDArray[np.float32]) -> FloatArray:
     """Per run length and tone band: how steady a bin's phase advance stays, in dB below 1 rad.
 
@@ -160,16 +175,20 @@ def tone_phase(spectrum: npt.NDArray[np.complex64], power: npt.NDArray[np.float3
     p = s.real**2 + s.imag**2
     level_db = _db(p)
     usable = (level_db >= level_db.max() - PHASE_MARGIN_DB) & (p > float(power.max()) * 1e-9)
-    second = np.abs(np.angle(s[2:] * np.conj(s[1:-1]) ** 2 * s[:-2]))
-    second[~(usable[2:] & usable[1:-1] & usable[:-2])] = np.pi
     edges = [_bin(f) for f in TONE_BAND_EDGES_HZ]
-    starts = np.asarray(edges[:-1]) - edges[0]
+    lo, hi = edges[0], edges[-1] + 1
+    s, p, usable = s[:, lo:hi], p[:, lo:hi], usable[:, lo:hi]
+    z = s[2:] * np.conj(s[1:-1]) ** 2 * s[:-2]
+    # -cos of the second difference rises with |angle| over [0, pi]: no arctan per bin.
+    magnitude = np.sqrt(p[2:] * p[:-2]) * p[1:-1]
+    unsteady = -z.real / np.maximum(magnitude, 1e-300)
+    unsteady[~(usable[2:] & usable[1:-1] & usable[:-2])] = 1.0
+    starts = np.asarray(edges[:-1]) - lo
     out = []
     for run, spared in zip(PHASE_RUNS, PHASE_SPARED, strict=True):
-        windows = np.sort(np.lib.stride_tricks.sliding_window_view(second, run, axis=0), axis=-1)
-        worst = windows[..., -1 - spared]
-        best = worst.min(axis=0)[edges[0] : edges[-1] + 1]
-        out.append(-20.0 * np.log10(np.minimum.reduceat(best, starts) + 1e-3))
+        best = np.minimum.reduceat(_sliding_worst(unsteady, run, spared).min(axis=0), starts)
+        radians = np.arccos(np.clip(-best, -1.0, 1.0))
+        out.append(-20.0 * np.log10(radians + 1e-3))
     return np.maximum(np.concatenate(out), PHASE_FLOOR_DB)
 
 
