@@ -189,7 +189,7 @@ def tone_phase(spectrum: npt.NDArray[np.complex64], power: npt.NDArray[np.float3
         best = np.minimum.reduceat(_sliding_worst(unsteady, run, spared).min(axis=0), starts)
         radians = np.arccos(np.clip(-best, -1.0, 1.0))
         out.append(-20.0 * np.log10(radians + 1e-3))
-    return np.maximum(np.concatenate(out), PHASE_FLOOR_DB)
+    return np.asarray(np.maximum(np.concatenate(out), PHASE_FLOOR_DB), dtype=np.float64)
 
 
 def _low_band_db(features: Features, loudest_speech_frame: float) -> FloatArray:
