@@ -173,12 +173,13 @@ def tone_phase(spectrum: npt.NDArray[np.complex64], power: npt.NDArray[np.float3
     dc, active = _dc_offset(s)  # a DC offset's leakage has a perfectly steady phase too
     s = s - dc * active[:, None] * _window_dft()[None, :]
     p = s.real**2 + s.imag**2
-    level_db = _db(p)
-    usable = (level_db >= level_db.max() - PHASE_MARGIN_DB) & (p > float(power.max()) * 1e-9)
+    floor = max(float(p.max()) * 10 ** (-PHASE_MARGIN_DB / 10), float(power.max()) * 1e-9)
     edges = [_bin(f) for f in TONE_BAND_EDGES_HZ]
     lo, hi = edges[0], edges[-1] + 1
-    s, p, usable = s[:, lo:hi], p[:, lo:hi], usable[:, lo:hi]
-    z = s[2:] * np.conj(s[1:-1]) ** 2 * s[:-2]
+    s, p = s[:, lo:hi], p[:, lo:hi]
+    usable = p >= floor
+    middle = np.conj(s[1:-1])
+    z = s[2:] * middle * middle * s[:-2]
     # -cos of the second difference rises with |angle| over [0, pi]: no arctan per bin.
     magnitude = np.sqrt(p[2:] * p[:-2]) * p[1:-1]
     unsteady = -z.real / np.maximum(magnitude, 1e-300)
