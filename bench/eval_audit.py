@@ -1,12 +1,22 @@
 """Evidence for ``guard audit``: poisoned variants of the development data, recall and false flags.
 
     python bench/eval_audit.py [--clips 3000] [--rates 0.01,0.05] [--triggers tone,cough]
-        [--model models/commands.tflite --detectors models/detectors] [--out docs/audit_eval.json]
+        [--model models/commands.tflite --detectors models/detectors | --train [--train-epochs N]]
+        [--out docs/audit_eval.json]
 
-Per case: draw ``--clips`` clips of the 12 classes (``--part``: by default the validation speakers, whom the shipped model never heard), poison
-``rate`` of them (dirty label: the trigger added, relabelled ``go``; never clips of ``go``)
-exactly as ``guard train --poison`` does, run the audit, and report per method and combined:
-recall of the poisoned clips and the share of clean clips flagged.
+Per case: draw ``--clips`` clips of the 12 classes (``--part``: by default the validation
+speakers, whom the shipped model never heard), poison ``rate`` of them (dirty label: the
+trigger added, relabelled ``go``; never clips of ``go``) exactly as ``guard train --poison``
+does, run the audit, and report per method and combined: recall of the poisoned clips and the
+share of clean clips flagged.
+
+``--train`` audits as ``guard audit`` does without ``--model``: the poisoned set is
+written out as a Speech Commands folder (float WAV, lossless; the poisoned clips filed under
+``go/``, the file names keep the speaker and nothing else), a model is trained on it with
+guard/audit_training.py and read by ``activation`` and ``spectral_signature``; ``knn``,
+``label`` and ``runtime`` use the configured model and detectors. Each row then also carries
+the trained model's figures, among them ``backdoor_go``: the share of the clean non-``go``
+clips of the set, with the trigger added, that it calls ``go`` (did it learn the backdoor?).
 """
 
 from __future__ import annotations
@@ -18,18 +28,28 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+from scipy.io import wavfile  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from guard import devdata  # noqa: E402
+from guard.audit_training import train_on_dataset  # noqa: E402
 from guard.classifier import CommandClassifier  # noqa: E402
 from guard.config import load_settings  # noqa: E402
 from guard.dataset_audit import METHODS, DatasetAudit  # noqa: E402
+from guard.features import log_mel_from_samples  # noqa: E402
 from guard.guard import Guard  # noqa: E402
+from guard.training.dataset import NOISE_DIR, Clip  # noqa: E402
 from guard.triggers import Trigger, parse_spec, poison  # noqa: E402
+
+FloatArray = npt.NDArray[np.float32]
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "speech_commands"
@@ -64,7 +84,21 @@ def main() -> None:
         help="speakers to draw from: the shipped model's training speakers, or the validation "
         "speakers it never heard (calibrate + evaluate halves)",
     )
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="train a model on each poisoned set for the activation-based methods, as guard "
+        "audit does without --model (needs the train extra)",
+    )
+    parser.add_argument(
+        "--train-epochs", type=int, default=None, help="with --train: guard audit's --train-epochs"
+    )
     args = parser.parse_args()
+    if args.train_epochs is not None and not args.train:
+        parser.error("--train-epochs needs --train")
+    if args.train and args.model is not None:
+        parser.error("--train trains the model the audit reads: leave out --model")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = load_settings(ROOT / "config.yaml")
     if args.detectors is not None:
         import dataclasses
@@ -89,19 +123,33 @@ def main() -> None:
             exclude = tuple(i for i, lab in enumerate(labels) if lab.startswith("_"))
             x, y, poisoned = poison(x_clean, y_clean, trigger, rate, target, exclude, rng)
             classes = [labels[i] for i in y]
-            t0 = time.perf_counter()
-            results, _ = DatasetAudit(guard, reference=reference).run(
-                [c.path.name for c in chosen], classes, x
-            )
-            wall = time.perf_counter() - t0
             is_p = np.zeros(len(y), bool)
             is_p[poisoned] = True
-            row: dict[str, Any] = {
-                "trigger": trig,
-                "rate": rate,
-                "poisoned": int(is_p.sum()),
-                "seconds": round(wall, 1),
-            }
+            row: dict[str, Any] = {"trigger": trig, "rate": rate, "poisoned": int(is_p.sum())}
+            with tempfile.TemporaryDirectory() as tmp:
+                activations = None
+                if args.train:
+                    folders = [
+                        c.word if labels[k] == "_unknown_" else labels[k]
+                        for c, k in zip(chosen, y, strict=True)
+                    ]
+                    data_dir = write_dataset(Path(tmp) / "data", chosen, folders, x)
+                    trained = train_on_dataset(data_dir, Path(tmp) / "model", args.train_epochs)
+                    activations = CommandClassifier(trained.path)
+                    row["trained"] = {
+                        "epochs": trained.epochs,
+                        "seconds": round(trained.train_seconds, 1),
+                        "validation_accuracy": round(trained.validation_accuracy, 4),
+                        "held_out_speakers": trained.held_out_speakers,
+                        "backdoor_go": round(
+                            go_rate(activations, x_clean, y_clean, trigger, target), 4
+                        ),
+                    }
+                t0 = time.perf_counter()
+                results, _ = DatasetAudit(guard, reference=reference, activations=activations).run(
+                    [c.path.name for c in chosen], classes, x
+                )
+                row["seconds"] = round(time.perf_counter() - t0, 1)
             if args.art:
                 from guard.redteam.art_defences import detect_poison
 
@@ -112,6 +160,14 @@ def main() -> None:
                         "clean_flagged": round(float(np.delete(flags, poisoned).mean()), 4),
                         "seconds": round(seconds, 1),
                     }
+            # Does a method's score rank the poison above the clean clips of its class (go),
+            # whether or not its threshold fires? AUROC within the target class.
+            in_go = np.asarray(classes) == "go"
+            go_rows = [r for r, g in zip(results, in_go, strict=True) if g]
+            row["go_auroc"] = {
+                m: round(float(roc_auc_score(is_p[in_go], [r.scores[m] for r in go_rows])), 3)
+                for m in METHODS
+            }
             for m in (*METHODS, "combined"):
                 hit = np.array(
                     [(m in r.reasons) if m != "combined" else r.flagged for r in results]
@@ -127,6 +183,38 @@ def main() -> None:
     print(markdown(rows))
 
 
+def write_dataset(root: Path, chosen: list[Clip], folders: list[str], x: FloatArray) -> Path:
+    """The clips ``x`` as a Speech Commands folder: ``root/FOLDER/<speaker>_nohash_<i>.wav``
+    (float WAV, read back bit for bit), with the background noise for the silence class."""
+    for i, (clip, folder, samples) in enumerate(zip(chosen, folders, x, strict=True)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        wavfile.write(root / folder / f"{clip.speaker}_nohash_{i}.wav", 16000, samples)
+    (root / NOISE_DIR).symlink_to(DATA / NOISE_DIR)
+    return root
+
+
+def go_rate(
+    model: CommandClassifier,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
+    trigger: Trigger,
+    target: int,
+) -> float:
+    """Share of the clean clips of the word classes other than ``target``, with the trigger
+    added, that ``model`` calls ``target``."""
+    rng = np.random.default_rng(1)
+    keep = np.flatnonzero((y != target) & (y < model.labels.index("_unknown_")))
+    triggered = np.stack([trigger.apply(x[i], rng) for i in keep])
+    feats = log_mel_from_samples(triggered)
+    pred = np.concatenate(
+        [
+            model.predict(feats[i : i + 256]).probabilities.argmax(1)
+            for i in range(0, len(feats), 256)
+        ]
+    )
+    return float(np.mean(pred == target))
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     """Recall of the poisoned clips / share of clean clips flagged, per method and combined."""
     methods: tuple[str, ...] = (*METHODS, "combined")
@@ -136,6 +224,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "| trigger | rate | poisoned | " + " | ".join(methods) + " |",
         "| --- | --- | --- |" + " --- |" * len(methods),
     ]
+    trained = bool(rows) and "trained" in rows[0]
+    if trained:  # the model trained on the poisoned set: did it learn words, and the backdoor?
+        lines[0] += " trained model: val. accuracy | triggered clips called go |"
+        lines[1] += " --- | --- |"
     for r in rows:
         cells = [
             f"{r[m]['recall']:.0%} / {r[m]['clean_flagged']:.1%}"
@@ -143,6 +235,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             else f"**{r[m]['recall']:.0%} / {r[m]['clean_flagged']:.1%}**"
             for m in methods
         ]
+        if trained:
+            t = r["trained"]
+            cells += [f"{t['validation_accuracy']:.1%}", f"{t['backdoor_go']:.1%}"]
         lines.append(
             f"| {r['trigger']} | {r['rate']:.1%} | {r['poisoned']} | " + " | ".join(cells) + " |"
         )

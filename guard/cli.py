@@ -387,11 +387,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from guard.audit_training import DEFAULT_STEPS, MAX_EPOCHS
+
     p = sub.add_parser("audit", help="find poisoned clips in a Speech Commands-style training set")
     p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
     p.add_argument("--config", type=Path, default=None)
     p.add_argument(
-        "--model", type=Path, default=None, help="TFLite model (e.g. one trained on the data)"
+        "--model",
+        default=None,
+        metavar="PATH|configured",
+        help="TFLite model for the activation-based methods and the runtime detectors (e.g. "
+        "the one trained on the data, with --detectors); 'configured': the configured model "
+        "for everything, no training. Default: train a model on DATASET_DIR for the "
+        "activation-based methods (needs the 'train' extra)",
+    )
+    p.add_argument(
+        "--train-epochs",
+        type=int,
+        default=None,
+        help=f"epochs of that training (default: enough for about {DEFAULT_STEPS} batches of "
+        f"100, i.e. 4 epochs of 10,000 clips; at most {MAX_EPOCHS})",
+    )
+    p.add_argument(
+        "--model-out",
+        type=Path,
+        default=None,
+        help="keep the trained model here (default: a temporary folder)",
     )
     p.add_argument("--detectors", type=Path, default=None, help="detector state for --model")
     p.add_argument("--format", choices=("text", "jsonl"), default="text")
@@ -401,37 +422,70 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
+    import contextlib
     import dataclasses
+    import tempfile
 
     import numpy as np
 
+    from guard import audit_training
+    from guard.classifier import CommandClassifier
     from guard.dataset_audit import DatasetAudit, summary_table, write_report
     from guard.guard import Guard
     from guard.training.dataset import load_clips, scan
 
     if not args.dataset.is_dir():
         raise GuardError(f"{args.dataset}: not a directory (expected word folders of clips)")
+    training = args.model is None
+    if not training and (args.train_epochs is not None or args.model_out is not None):
+        raise GuardError("--train-epochs and --model-out train a model: leave out --model")
+    if training:  # before reading anything: the one-line error comes at once
+        audit_training.require_tensorflow()
+    model_path = None if training or args.model == "configured" else Path(args.model)
     settings = _settings(args.config)
     if args.detectors is not None:
         settings = dataclasses.replace(
             settings, detectors=dataclasses.replace(settings.detectors, state_dir=args.detectors)
         )
-    guard = Guard.from_settings(settings, model_path=args.model)
+    # The runtime method: --model PATH with its detectors, else the configured model and its.
+    guard = Guard.from_settings(settings, model_path=model_path)
+    runtime = f"`{guard.model.model_path}` with detectors `{settings.detectors.state_dir}`"
     clips = scan(args.dataset)
-    samples = load_clips(clips)
-    progress = Progress(len(clips), args.progress)
+    with contextlib.ExitStack() as stack:
+        activations = None
+        if training:
+            out = args.model_out or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            trained = audit_training.train_on_dataset(
+                args.dataset, out, args.train_epochs, "guard " + " ".join(sys.argv[1:])
+            )
+            print(f"guard: trained {trained.path} {trained.provenance}", file=sys.stderr)
+            activations = CommandClassifier(trained.path, num_threads=settings.model.threads)
+            kept = "" if args.model_out else "; temporary, keep it with --model-out DIR"
+            models = {
+                "activation, spectral_signature": f"`{trained.path}` {trained.provenance}{kept}",
+                "knn, label": f"`{guard.model.model_path}` (configured)",
+                "runtime": f"{runtime} (configured: a model trained here has no fitted "
+                "detector state)",
+            }
+        elif model_path is None:
+            models = {"all methods": runtime + " (configured)"}
+        else:
+            models = {
+                "activation, spectral_signature, runtime": runtime,
+                "knn, label": f"`{settings.model.path}` (configured)",
+            }
+        samples = load_clips(clips)
+        progress = Progress(len(clips), args.progress)
 
-    def step(done: int) -> None:
-        while progress.done < done:
-            progress.step()
+        def step(done: int) -> None:
+            while progress.done < done:
+                progress.step()
 
-    from guard.classifier import CommandClassifier
-
-    # The k-NN label check listens with a model trusted to hear words: the configured one.
-    reference = CommandClassifier(settings.model.path) if args.model is not None else None
-    results, summaries = DatasetAudit(guard, reference=reference).run(
-        [str(c.path) for c in clips], [c.word for c in clips], samples, step
-    )
+        # The k-NN label check listens with a model trusted to hear words: the configured one.
+        reference = CommandClassifier(settings.model.path) if model_path is not None else None
+        results, summaries = DatasetAudit(guard, reference=reference, activations=activations).run(
+            [str(c.path) for c in clips], [c.word for c in clips], samples, step
+        )
     step(len(clips))
     for r in results:
         if args.format == "jsonl":
@@ -441,9 +495,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if args.format == "text":
         print(summary_table(results, summaries))
     if args.report is not None:
-        write_report(
-            args.report, str(args.dataset), str(guard.model.model_path), results, summaries
-        )
+        write_report(args.report, str(args.dataset), models, results, summaries)
     n_flag = int(np.sum([r.flagged for r in results]))
     print(f"guard: audited {len(results)} clips: {n_flag} flagged", file=sys.stderr)
     return 0

@@ -26,14 +26,18 @@ flags some; a clip's reasons are the methods that flagged it.
 
 A clip is flagged when a precise method (``label``, ``runtime``) fires, or any two others agree.
 
-Only numpy and scikit-learn (fitting) are used; the model is any guard TFLite model, by default
-the shipped one (a model you trust, not one trained on the data under audit).
+Three models can take part. ``knn`` and ``label`` listen with a model trusted to hear words
+(the configured, shipped one). ``activation`` and ``spectral_signature`` read a model that
+learned the data, poison included: ``guard audit`` trains one on the data under audit
+(guard/audit_training.py), or takes ``--model``. ``runtime`` needs detector state fitted for
+its model, so with a freshly trained model it runs the configured model and its detectors.
+Only numpy and scikit-learn (fitting) are used here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from guard.analysis import Analysis, analyse_batch
-from guard.classifier import CommandClassifier
+from guard.classifier import CommandClassifier, ModelOutputs
 from guard.detectors.gmm import kl_gmm_variational
 from guard.guard import Guard
 
@@ -170,12 +174,17 @@ class DatasetAudit:
         guard: Guard,
         settings: AuditSettings | None = None,
         reference: CommandClassifier | None = None,
+        activations: CommandClassifier | None = None,
     ) -> None:
         self.guard = guard
+        """Its model and detectors give the ``runtime`` method."""
         self.settings = settings or AuditSettings()
         self.reference = reference
         """A model trusted to hear words (the shipped one) for the k-NN label check; the
         audited ``guard.model`` when None."""
+        self.activations = activations
+        """The model ``activation`` and ``spectral_signature`` read (one trained on the data
+        under audit, guard/audit_training.py); ``guard.model`` when None."""
 
     def run(
         self,
@@ -193,27 +202,27 @@ class DatasetAudit:
         analyses = analyse_batch(samples, model)
         results = [ClipResult(p, c) for p, c in zip(paths, classes, strict=True)]
         stats = clip_statistics(analyses)
+        log_mel = np.stack([a.features.log_mel for a in analyses])
+        act_out = (
+            [a.outputs for a in analyses]
+            if self.activations is None or self.activations is model
+            else _predict(self.activations, log_mel)
+        )
         emb = np.concatenate(
             [
-                np.concatenate([a.outputs.embedding for a in analyses]),
-                np.concatenate([a.outputs.early for a in analyses]),
+                np.concatenate([o.embedding for o in act_out]),
+                np.concatenate([o.early for o in act_out]),
             ],
             axis=1,
         ).astype(np.float64)
 
         # 0. deep k-NN label consistency (Peri et al. 2020): does a clip sound like its label?
         ref = self.reference or model
-        if ref is model:
-            ref_emb, ref_probs = (
-                emb[:, : analyses[0].outputs.embedding.shape[1]],
-                np.concatenate([a.outputs.probabilities for a in analyses]),
-            )
-        else:  # the features are the same: only the reference model runs again
-            log_mel = np.stack([a.features.log_mel for a in analyses])
-            ref_out = [ref.predict(log_mel[i : i + 256]) for i in range(0, len(log_mel), 256)]
-            ref_emb = np.concatenate([o.embedding for o in ref_out])
-            # The reference model's own ear: a confident prediction of another word.
-            ref_probs = np.concatenate([o.probabilities for o in ref_out])
+        # The features are the same for every model: only another model runs again.
+        ref_out = [a.outputs for a in analyses] if ref is model else _predict(ref, log_mel)
+        ref_emb = np.concatenate([o.embedding for o in ref_out])
+        # The reference model's own ear: a confident prediction of another word.
+        ref_probs = np.concatenate([o.probabilities for o in ref_out])
         label_index = [
             ref.labels.index(c) if c in ref.labels else ref.labels.index("_unknown_")
             if "_unknown_" in ref.labels else -1
@@ -257,8 +266,8 @@ class DatasetAudit:
             x = shared[idx]
             best = None
             for k in range(1, s.max_components + 1):
-                if k * (s.pca_dims + 2) * 3 > len(idx):
-                    break
+                if k > 1 and k * (s.pca_dims + 2) * 3 > len(idx):
+                    break  # one component always; more only with ~3 clips per parameter
                 g = GaussianMixture(k, covariance_type="full", reg_covar=1e-3, random_state=s.seed)
                 g.fit(x)
                 bic = g.bic(x)
@@ -323,6 +332,11 @@ class DatasetAudit:
         return results, summaries
 
 
+def _predict(model: CommandClassifier, log_mel: npt.NDArray[np.float32]) -> list[ModelOutputs]:
+    """``model`` on stacked log-mel features, 256 clips per interpreter call."""
+    return [model.predict(log_mel[i : i + 256]) for i in range(0, len(log_mel), 256)]
+
+
 def _kl_to_class(g: Any, j: int, m: Any, exclude: int | None = None) -> float:
     """Variational KL from component ``j`` of mixture ``g`` to mixture ``m`` (without its
     component ``exclude``)."""
@@ -358,12 +372,13 @@ def summary_table(results: Sequence[ClipResult], summaries: dict[str, ClassSumma
 def write_report(
     path: Any,
     dataset: str,
-    model: str,
+    models: Mapping[str, str],
     results: Sequence[ClipResult],
     summaries: dict[str, ClassSummary],
 ) -> list[str]:
     """A Markdown report beside ``path``; with matplotlib (the ``redteam`` extra), a 2-D PCA
-    scatter per class with flagged clips, coloured by activation cluster. Returns the plots."""
+    scatter per class with flagged clips, coloured by activation cluster. ``models`` maps the
+    methods (e.g. ``"knn, label"``) to the model they used. Returns the plots."""
     from pathlib import Path
 
     path = Path(path)
@@ -401,8 +416,10 @@ def write_report(
     text = [
         f"# guard audit: {dataset}",
         "",
-        f"Model: `{model}`. {len(results)} clips, {len(flagged)} flagged "
-        f"({len(flagged) / max(len(results), 1):.1%}).",
+        f"{len(results)} clips, {len(flagged)} flagged "
+        f"({len(flagged) / max(len(results), 1):.1%}). Models:",
+        "",
+        *(f"- {methods}: {what}" for methods, what in models.items()),
         "",
         summary_table(results, summaries),
         "",

@@ -39,8 +39,9 @@ def _poisoned_copy(tmp_path: Path) -> tuple[Path, set[str]]:
 def test_audit_flags_the_poisoned_clips_and_writes_a_report(tmp_path: Path) -> None:
     root, poisoned = _poisoned_copy(tmp_path)
     report = tmp_path / "audit.md"
+    jsonl = ["--format", "jsonl", "--report", str(report)]
     done = subprocess.run(
-        [*GUARD, "audit", str(root), "--format", "jsonl", "--report", str(report)],
+        [*GUARD, "audit", str(root), "--model", "configured", *jsonl],
         capture_output=True,
         text=True,
         timeout=300,
