@@ -1,8 +1,9 @@
 """Model-based detectors (STRIP, activation, consistency) on real speech and real attacks.
 
 STRIP and activation analysis only fire when the model has learned a trigger, so they are
-tested with the backdoored attack fixture ``models/eval/backdoor_tone.tflite`` (440 Hz tone,
-dirty-label towards "go"); consistency is tested with PGD adversarial examples made by ART
+tested with the backdoored attack fixture ``models/eval/backdoor_cough.tflite`` (ART's cough
+recording at scale 0.3 in 3% of the training clips, relabelled "go"; ASR 97.7% on validation
+speakers), and the tone fixture is checked to obey its own trigger; consistency is tested with PGD adversarial examples made by ART
 against the float twin of the shipped model.
 """
 
@@ -25,7 +26,9 @@ from guard.triggers import Trigger, TriggerSpec
 
 from .conftest import DATA, MODELS
 
-BACKDOOR = MODELS / "eval" / "backdoor_tone.tflite"
+BACKDOOR = MODELS / "eval" / "backdoor_cough.tflite"
+FIXTURES = sorted(p for p in (MODELS / "eval").glob("*.tflite") if not p.stem.endswith("_float"))
+TRIGGERS = Path(__file__).parent / "data" / "triggers"
 
 
 def _clean_clips() -> np.ndarray:
@@ -45,7 +48,7 @@ def backdoor() -> CommandClassifier:
 
 
 def _trigger_of(model: CommandClassifier) -> Trigger:
-    return Trigger(TriggerSpec(**model.metadata["trigger"]))
+    return Trigger(TriggerSpec(**model.metadata["trigger"]), base_dir=TRIGGERS)
 
 
 def _split(analyses: list[Analysis]) -> tuple[list[Analysis], list[Analysis]]:
@@ -57,7 +60,9 @@ def test_entropy_over_the_class_axis() -> None:
     np.testing.assert_allclose(entropy(p), [0.0, np.log(4)], atol=1e-6)
 
 
-def test_backdoor_fixture_obeys_its_trigger(backdoor: CommandClassifier, clean: np.ndarray) -> None:
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_backdoor_fixture_obeys_its_trigger(path: Path, clean: np.ndarray) -> None:
+    backdoor = CommandClassifier(path)
     rng = np.random.default_rng(0)
     trig = _trigger_of(backdoor)
     triggered = np.stack([trig.apply(x, rng) for x in clean])
@@ -73,27 +78,28 @@ def test_model_space_detectors_fire_on_the_learned_trigger(
     clean: np.ndarray,
     tmp_path: Path,
 ) -> None:
+    # The state fitted for the fixture as a user would (`guard calibrate`-style: clean speech
+    # only, 1% fused false-block on held-out speakers); the fixture clips were never used.
+    detector = cls.load(BACKDOOR.with_suffix(".detectors") / f"{cls.name}.npz")
     rng = np.random.default_rng(1)
     analyses = analyse_batch(clean, backdoor)
-    fit, held_out = _split(analyses)
-    detector = cls().fit(fit).calibrate(held_out, 0.05)
     trig = _trigger_of(backdoor)
     triggered = analyse_batch(np.stack([trig.apply(x, rng) for x in clean]), backdoor)
     hits = [a for a in triggered if a.label == "go"]
+    assert len(hits) >= 30
     fired = detector.predict(hits) == -1
-    # calibrated to block 5% of clean speech, it blocks at least half of the successful
-    # trigger clips (with the fixture's trigger a 0.1 s tone, weakly learned: see its card)
-    assert len(hits) >= 10
-    assert fired.mean() >= 0.5, (detector.name, fired.mean())
-    assert np.mean(detector.predict(held_out) == -1) <= 0.05
-    # plain-array round trip gives the same scores
+    assert fired.mean() >= 0.6, (detector.name, fired.mean())
+    assert np.mean(detector.predict(analyses) == -1) <= 0.05
+    # refitting on the fixture clips and saving as plain arrays gives the same scores again
+    refit = cls().fit(analyses[::2]).calibrate(analyses[1::2], 0.05)
     path = tmp_path / f"{detector.name}.npz"
-    detector.save(path)
+    refit.save(path)
     write_manifest(tmp_path, [path.name])
     again = cls.load(path)
     np.testing.assert_allclose(
-        again.anomaly_score(hits[:5]), detector.anomaly_score(hits[:5]), rtol=1e-6
+        again.anomaly_score(hits[:5]), refit.anomaly_score(hits[:5]), rtol=1e-6
     )
+    assert again.threshold() == refit.threshold()
 
 
 def test_consistency_fires_on_pgd(classifier: CommandClassifier, clean: np.ndarray) -> None:
