@@ -118,3 +118,35 @@ def test_consistency_fires_on_pgd(classifier: CommandClassifier, clean: np.ndarr
     assert len(fooled) >= 8  # the int8 model is fooled by most of what fools its float twin
     fired = detector.predict(fooled) == -1
     assert fired.mean() >= 0.75, fired.mean()
+
+
+def test_shifts_delay_and_advance_keeping_the_length() -> None:
+    from guard.detectors.consistency import TRANSFORMS, shifted
+
+    x = np.arange(1, 9, dtype=np.float32)
+    np.testing.assert_array_equal(shifted(x, 3), [0, 0, 0, 1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(shifted(x, -3), [4, 5, 6, 7, 8, 0, 0, 0])
+    assert TRANSFORMS[:5] == (
+        "delay_10ms",
+        "delay_15ms",
+        "delay_30ms",
+        "advance_5ms",
+        "advance_10ms",
+    )
+
+
+def test_consistency_fires_on_deepfool(classifier: CommandClassifier, clean: np.ndarray) -> None:
+    # a minimal perturbation sits just across a boundary drawn for one framing of the signal
+    from guard.redteam.adversarial import art_classifier, generate
+    from guard.redteam.twin import load_twin
+
+    analyses = analyse_batch(clean, classifier)
+    detector = ConsistencyDetector().fit(analyses).calibrate(analyses, 0.05)
+    art = art_classifier(load_twin(MODELS / "commands_float.tflite", logits=True))
+    x = clean[:16]
+    x_adv = generate("deepfool", art, x)
+    before = analyse_batch(x, classifier)
+    after = analyse_batch(x_adv, classifier)
+    fooled = [b for a, b in zip(before, after, strict=True) if a.label != b.label]
+    assert len(fooled) >= 8
+    assert np.mean(detector.predict(fooled) == -1) >= 0.75

@@ -352,3 +352,33 @@ def test_retraining_leaves_out_the_clips_an_audit_flagged(tmp_path: Path) -> Non
     # the same clips were poisoned (same seed); some of them may be among the three dropped
     kept = figures["poison"]["poisoned_clips_kept"]
     assert poisoned - 3 <= kept <= poisoned
+
+
+def test_eot_attacker_averages_the_consistency_detectors_own_transforms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The adaptive attacker must see what the detector sees: with the noise made negligible in
+    # both, the EOT model's mean probability equals the float model's mean over the identity
+    # and the detector's transforms computed by guard/detectors/consistency.py.
+    from guard.analysis import analyse_batch
+    from guard.audio import fit_window, read_audio
+    from guard.classifier import CommandClassifier
+    from guard.detectors.consistency import ConsistencyDetector
+    from guard.redteam import eot
+
+    monkeypatch.setattr(eot, "NOISE_SNR_DB", 300.0)
+    float_model = CommandClassifier(MODELS / "commands_float.tflite")
+    clips = sorted((DATA / "wav").glob("*.wav"))[:3]
+    x = np.stack([fit_window(read_audio(p), 16_000) for p in clips])
+    analyses = analyse_batch(x, float_model)
+    detector = ConsistencyDetector(noise_snr_db=300.0).fit(analyses)
+    views = np.concatenate(
+        [
+            np.stack([a.probabilities for a in analyses])[:, None],
+            detector.transformed_probabilities(analyses),
+        ],
+        axis=1,
+    )
+    expected = views.mean(axis=1)
+    got = np.exp(eot.eot_logits(MODELS / "commands_float.tflite").predict(x, verbose=0))
+    np.testing.assert_allclose(got, expected, atol=2e-3)

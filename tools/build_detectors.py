@@ -3,8 +3,9 @@
     python tools/build_detectors.py [--data ../shared/data/speech_commands] [--out models/detectors]
 
 Detectors are fitted on clips of training speakers (half of them mixed with background noise),
-and the fused thresholds are calibrated to a 1% clean false-block rate on the "calibrate" half
-of the validation speakers (half mixed with held-back noise). The "evaluate" half is never used
+and the fused thresholds are calibrated to a 1% clean false-block rate on every clip of the
+"calibrate" half of the validation speakers, each as recorded and mixed with held-back noise
+(two utterances per clip: twice the resolution of the thresholds). The "evaluate" half is never used
 here: bench/eval_detection.py reports on it.
 """
 
@@ -26,6 +27,14 @@ from guard.detectors import registry
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the checkout when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/speech_commands")
@@ -45,15 +54,23 @@ def main() -> None:
         x[half] = devdata.add_noise(x[half], devdata.noise(args.data, part), rng, 0.3)
         return x
 
+    def both(part: str) -> np.ndarray:
+        x = devdata.audio(devdata.clips(args.data, part, None, args.seed))
+        return np.concatenate([x, devdata.add_noise(x, devdata.noise(args.data, part), rng, 0.3)])
+
     fit_set = analyse_batch(load("train", args.fit), model)
-    cal_set = analyse_batch(load("calibrate", None), model)
+    cal_set = analyse_batch(both("calibrate"), model)
     names = DetectorSettings().enabled
     detectors, report = fit_and_calibrate(fit_set, cal_set, names, args.target_false_block)
     report["data"] = (
         "Speech Commands (Warden 2018, CC BY 4.0): fit on training speakers, "
-        "thresholds on the 'calibrate' half of the validation speakers (guard/devdata.py)"
+        "thresholds on every clip of the 'calibrate' half of the validation speakers, as "
+        "recorded and mixed with held-back noise (guard/devdata.py)"
     )
-    report["command"] = "python tools/build_detectors.py"
+    command = ["python tools/build_detectors.py"]
+    if args.model.resolve() != (ROOT / "models/commands.tflite").resolve():
+        command.append(f"--model {_shown(args.model)} --out {_shown(args.out)}")
+    report["command"] = " ".join(command)
     registry.save(args.out, detectors, report)
     print(report)
 

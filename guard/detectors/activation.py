@@ -6,6 +6,13 @@ For each of the two activation summaries the model exports (``early``: mean and 
 of the first convolution; ``embedding``: the pooled penultimate layer) we fit a
 class-conditional Gaussian with a tied, shrunk covariance (Lee et al., NeurIPS 2018) and score
 the Mahalanobis distance to the predicted class's mean, normalised by clean statistics.
+
+The two layers' distances have clean tails of different shapes, so each is scaled to put its
+clean 99th percentile at 2.33 (where a normal distribution has it), as the spectral detector
+does with its sub-features: the max over layers then does not let the layer with the longer
+clean tail set the threshold for both. (On the backdoored tone fixture, at 0.5 % of clean
+speech blocked, the max caught 91.6 % of the successful triggers with MAD scaling and 94.4 %
+with tail scaling; the embedding alone 95.3 %.)
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from guard.detectors.base import Detector
 
 FloatArray = npt.NDArray[np.float64]
 LAYERS = ("early", "embedding")
+Z99 = 2.3263
+"""Standard-normal 99th percentile: where a clean 99th-percentile distance scores."""
 
 
 def _layer(analyses: Sequence[Analysis], layer: str) -> FloatArray:
@@ -28,7 +37,7 @@ def _layer(analyses: Sequence[Analysis], layer: str) -> FloatArray:
 
 
 class ActivationDetector(Detector):
-    """Score = max over layers of (Mahalanobis distance - clean median) / clean MAD."""
+    """Score = max over layers of (Mahalanobis distance - clean median) / clean tail scale."""
 
     name = "activation"
 
@@ -59,9 +68,8 @@ class ActivationDetector(Detector):
             dist = self._distance(x, labels, layer)
             median = float(np.median(dist))
             self.arrays_[f"{layer}_median"] = np.array(median)
-            self.arrays_[f"{layer}_mad"] = np.array(
-                max(float(np.median(np.abs(dist - median))), 1e-6)
-            )
+            q99 = float(np.quantile(dist, 0.99))
+            self.arrays_[f"{layer}_scale"] = np.array(max((q99 - median) / Z99, 1e-6))
 
     def _distance(self, x: FloatArray, labels: npt.NDArray[Any], layer: str) -> FloatArray:
         diff = x - self.arrays_[f"{layer}_means"][labels]
@@ -75,7 +83,7 @@ class ActivationDetector(Detector):
         for layer in LAYERS:
             dist = self._distance(_layer(analyses, layer), labels, layer)
             out[layer] = (dist - float(self.arrays_[f"{layer}_median"])) / float(
-                self.arrays_[f"{layer}_mad"]
+                self.arrays_[f"{layer}_scale"]
             )
         return out
 
@@ -87,4 +95,7 @@ class ActivationDetector(Detector):
         return dict(self.arrays_)
 
     def _set_fitted_arrays(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        for layer in LAYERS:  # a file from another version fails here, at load
+            for part in ("means", "precision", "median", "scale"):
+                arrays[f"{layer}_{part}"]
         self.arrays_ = dict(arrays)

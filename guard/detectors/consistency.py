@@ -1,13 +1,21 @@
 """Adversarial-perturbation detector: does the prediction survive harmless input transforms?
 
 In the spirit of WaveGuard (Hussain et al., USENIX Security 2021): speech keeps its meaning
-under band-limiting, 8-bit quantisation, a half-hop time shift or noise 20 dB below it; an
-adversarial perturbation tuned to the model's exact input usually does not. The model is run
-once on all transformed versions (one batched interpreter call) and the score is the mean
-Jensen-Shannon divergence between the original prediction and each transformed one.
+when it starts a few milliseconds earlier or later, under noise 20 dB below it, or when the
+quiet parts of its spectrogram are lifted to a floor 40 dB below its loudest band; an
+adversarial perturbation tuned to the model's exact input usually does not. Minimal
+perturbations (Carlini-Wagner, DeepFool, NewtonFool) sit just across a decision boundary drawn
+for one framing of the signal, so re-framing it (a time shift that is not a whole hop) undoes
+them; L-inf perturbations (FGSM, PGD) work through the quiet time-frequency cells that the log
+amplifies, which the floor covers.
 
-Transforms that are linear in the signal are applied to the already-computed STFT (the
-band-limit, the added noise); the others need one extra STFT each.
+The model is run once on all transformed versions (one batched interpreter call). The score
+is the Jensen-Shannon divergence between the original prediction and the mean of the
+transformed predictions (what the transforms agree on): for clean speech both say the same;
+for an adversarial example the mean falls back towards the true command.
+
+Transforms that are linear in the signal reuse the already-computed STFT (the added noise);
+the floor works on the mel energies; each shift needs one STFT.
 """
 
 from __future__ import annotations
@@ -20,10 +28,17 @@ import numpy.typing as npt
 
 from guard.analysis import Analysis
 from guard.detectors.base import Detector
-from guard.features import BIN_HZ, HOP_SAMPLES, log_mel, power_of, stft
+from guard.features import LOG_FLOOR, log_mel, mel_filterbank, power_of, stft
 
 FloatArray = npt.NDArray[np.float64]
-TRANSFORMS = ("band_limit_4khz", "quantise_8bit", "shift_half_hop", "noise_20db")
+SHIFTS_SAMPLES = (160, 240, 480, -80, -160)
+"""Time shifts (positive = delay, zero-padded at the start) at 16 kHz: 10, 15, 30 ms later
+and 5, 10 ms earlier. None is a whole 20 ms hop, so every one re-frames the signal."""
+TRANSFORMS = (
+    *(f"{'delay' if s > 0 else 'advance'}_{abs(s) / 16:g}ms" for s in SHIFTS_SAMPLES),
+    "noise_20db",
+    "floor_40db",
+)
 
 
 def js_divergence(p: npt.NDArray[Any], q: npt.NDArray[Any]) -> FloatArray:
@@ -36,20 +51,32 @@ def js_divergence(p: npt.NDArray[Any], q: npt.NDArray[Any]) -> FloatArray:
     return np.asarray(0.5 * kl_pm + 0.5 * kl_qm, dtype=np.float64)
 
 
+def shifted(samples: npt.NDArray[np.float32], shift: int) -> npt.NDArray[np.float32]:
+    """``samples`` delayed by ``shift`` samples (advanced when negative), length kept."""
+    pad = np.zeros(abs(shift), np.float32)
+    if shift > 0:
+        return np.concatenate([pad, samples[:-shift]])
+    return np.concatenate([samples[-shift:], pad])
+
+
+def floored_log_mel(mel: npt.NDArray[np.float32], floor_db: float) -> npt.NDArray[np.float32]:
+    """Log-mel with every cell lifted by the loudest cell's energy ``floor_db`` below it."""
+    floor = mel.max() * np.float32(10 ** (-floor_db / 10))
+    return np.asarray(np.log(mel + floor + LOG_FLOOR), dtype=np.float32)
+
+
 class ConsistencyDetector(Detector):
-    """Score = mean JS divergence between the prediction and the transformed predictions."""
+    """Score = JS divergence between the prediction and the mean transformed prediction."""
 
     name = "consistency"
 
-    def __init__(
-        self, cutoff_hz: float = 4000.0, noise_snr_db: float = 20.0, seed: int = 0
-    ) -> None:
-        self.cutoff_hz = cutoff_hz
+    def __init__(self, noise_snr_db: float = 20.0, floor_db: float = 40.0, seed: int = 0) -> None:
         self.noise_snr_db = noise_snr_db
+        self.floor_db = floor_db
         self.seed = seed
 
     def get_params(self) -> dict[str, Any]:
-        return {"cutoff_hz": self.cutoff_hz, "noise_snr_db": self.noise_snr_db, "seed": self.seed}
+        return {"noise_snr_db": self.noise_snr_db, "floor_db": self.floor_db, "seed": self.seed}
 
     def _fit(self, clean: Sequence[Analysis]) -> None:
         n = clean[0].features.samples.size
@@ -59,39 +86,36 @@ class ConsistencyDetector(Detector):
 
     def _prepare(self) -> None:
         self.noise_spectrum_ = stft(self.noise_)
-        self.band_mask_ = (
-            np.arange(self.noise_spectrum_.shape[-1]) * BIN_HZ <= self.cutoff_hz
-        ).astype(np.float32)
 
     def transformed_log_mel(self, a: Analysis) -> npt.NDArray[np.float32]:
         """(len(TRANSFORMS), frames, mels) features of the transformed utterance."""
         x = a.features.samples
-        spectrum = a.features.spectrum
         rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) + 1e-9
         noise_gain = np.float32(rms * 10 ** (-self.noise_snr_db / 20))
-        shift = HOP_SAMPLES // 2
-        shifted = np.concatenate([np.zeros(shift, np.float32), x[:-shift]])
-        quantised = (np.round(x * 127) / 127).astype(np.float32)
-        spectra = np.stack(
+        shifted_spectra = stft(np.stack([shifted(x, s) for s in SHIFTS_SAMPLES]))
+        noisy = a.features.spectrum + self.noise_spectrum_ * noise_gain
+        mel = a.features.power @ mel_filterbank()
+        return np.concatenate(
             [
-                spectrum * self.band_mask_,
-                stft(quantised),
-                stft(shifted),
-                spectrum + self.noise_spectrum_ * noise_gain,
+                log_mel(power_of(shifted_spectra)),
+                log_mel(power_of(noisy))[None],
+                floored_log_mel(mel, self.floor_db)[None],
             ]
         )
-        return log_mel(power_of(spectra))
 
-    def transform_divergences(self, analyses: Sequence[Analysis]) -> FloatArray:
-        """(n, len(TRANSFORMS)) JS divergence per transform."""
-        out = np.empty((len(analyses), len(TRANSFORMS)))
-        for i, a in enumerate(analyses):
-            probs = a.model.predict(self.transformed_log_mel(a)).probabilities
-            out[i] = js_divergence(a.probabilities[None], probs)
-        return out
+    def transformed_probabilities(self, analyses: Sequence[Analysis]) -> FloatArray:
+        """(n, len(TRANSFORMS), classes) predictions on the transformed utterances."""
+        return np.stack(
+            [
+                np.asarray(a.model.predict(self.transformed_log_mel(a)).probabilities, np.float64)
+                for a in analyses
+            ]
+        )
 
     def anomaly_score(self, analyses: Sequence[Analysis]) -> FloatArray:
-        return np.asarray(self.transform_divergences(analyses).mean(axis=1), dtype=np.float64)
+        agreed = self.transformed_probabilities(analyses).mean(axis=1)
+        original = np.stack([a.probabilities for a in analyses])
+        return js_divergence(original, agreed)
 
     def _fitted_arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {"noise": self.noise_}

@@ -3,48 +3,61 @@
 The consistency detector (guard/detectors/consistency.py) blocks an input whose prediction
 moves under harmless transforms. An attacker who knows that optimises through the same
 transforms (Athalye et al., "Synthesizing robust adversarial examples", 2018): the model it
-attacks is the average of the twin's probabilities over the untransformed input and each
-transform — band-limit to 4 kHz, 8-bit quantisation (straight-through gradient), a half-hop
-(10 ms) shift and noise 20 dB below the signal (fresh each step). PGD on that average yields
+attacks is the average of the twin's probabilities over the untransformed input and each of
+the detector's transforms — the five time shifts, noise 20 dB below the signal (fresh each
+step) and the log-mel floor 40 dB below the loudest cell. PGD on that average yields
 perturbations meant to survive every transform, i.e. to keep the consistency score low.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from guard.features import HOP_SAMPLES
+from guard.detectors.consistency import SHIFTS_SAMPLES
+from guard.features import LOG_FLOOR
 
-CUTOFF_HZ = 4000.0
 NOISE_SNR_DB = 20.0
+FLOOR_DB = 40.0
+VIEWS = 1 + len(SHIFTS_SAMPLES) + 2
+"""The untransformed input, each shift, the noise and the floor."""
 
 
-def eot_logits(twin_logits: Any, sample_rate_hz: int = 16_000) -> Any:
-    """Keras model: waveform -> log of the mean probability over identity + the 4 transforms."""
+def eot_logits(model_path: Path) -> Any:
+    """Keras model: waveform -> log of the mean probability over identity + every transform."""
     import keras
     import tensorflow as tf
 
-    n = int(twin_logits.input_shape[-1])
-    freqs = tf.constant([k * sample_rate_hz / n for k in range(n // 2 + 1)], tf.float32)
-    band = tf.cast(freqs <= CUTOFF_HZ, tf.complex64)
-    shift = HOP_SAMPLES // 2
+    from guard.redteam.twin import load_feature_logits, log_mel_layer
+
+    classify = load_feature_logits(model_path)
+    to_log_mel = log_mel_layer()
+    n = 16_000
 
     class Transforms(keras.layers.Layer):  # type: ignore[misc]
         def call(self, x: Any) -> Any:
-            band_limited = tf.signal.irfft(tf.signal.rfft(x) * band, fft_length=[n])
-            quantised = x + tf.stop_gradient(tf.round(x * 127.0) / 127.0 - x)
-            shifted = tf.pad(x, [[0, 0], [shift, 0]])[:, :n]
+            waves = [x]
+            for s in SHIFTS_SAMPLES:
+                if s > 0:
+                    waves.append(tf.pad(x, [[0, 0], [s, 0]])[:, :n])
+                else:
+                    waves.append(tf.pad(x[:, -s:], [[0, 0], [0, -s]]))
             rms = tf.sqrt(tf.reduce_mean(x * x, axis=1, keepdims=True)) + 1e-9
-            noisy = x + tf.random.normal(tf.shape(x)) * rms * 10 ** (-NOISE_SNR_DB / 20)
-            return tf.stack([x, band_limited, quantised, shifted, noisy], axis=1)
+            waves.append(x + tf.random.normal(tf.shape(x)) * rms * 10 ** (-NOISE_SNR_DB / 20))
+            feats = [to_log_mel(w) for w in waves]
+            mel = tf.exp(feats[0]) - LOG_FLOOR
+            floor = tf.reduce_max(mel, axis=[1, 2], keepdims=True) * 10 ** (-FLOOR_DB / 10)
+            feats.append(tf.math.log(mel + floor + LOG_FLOOR))
+            return tf.stack(feats, axis=1)  # (batch, VIEWS, frames, mels)
 
     inp = keras.Input((n,), name="waveform")
-    views = Transforms()(inp)  # (batch, 5, n)
-    flat = keras.layers.Reshape((n,))(keras.layers.Lambda(lambda v: tf.reshape(v, (-1, n)))(views))
-    probs = keras.layers.Softmax()(twin_logits(flat))
-    n_classes = int(twin_logits.output_shape[-1])
-    mean = keras.layers.Lambda(lambda p: tf.reduce_mean(tf.reshape(p, (-1, 5, n_classes)), axis=1))(
-        probs
-    )
+    views = Transforms()(inp)
+    shape = tuple(int(d) for d in classify.input_shape[1:])
+    flat = keras.layers.Lambda(lambda v: tf.reshape(v, (-1, *shape)))(views)
+    probs = keras.layers.Softmax()(classify(flat))
+    n_classes = int(classify.output_shape[-1])
+    mean = keras.layers.Lambda(
+        lambda p: tf.reduce_mean(tf.reshape(p, (-1, VIEWS, n_classes)), axis=1)
+    )(probs)
     log_mean = keras.layers.Lambda(lambda p: tf.math.log(p + 1e-12))(mean)
     return keras.Model(inp, log_mean, name="guard_twin_eot")

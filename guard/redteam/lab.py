@@ -202,9 +202,9 @@ def attack(
         if "pgd_eot" in attacks:
             from guard.redteam.eot import eot_logits
 
-            eot = art_classifier(eot_logits(load_twin(model_path, logits=True)))
+            eot = art_classifier(eot_logits(model_path))
             how = "adaptive: through the consistency detector's transforms, on the float twin"
-            count = max(8, len(clean) // 3)  # 5 forward passes per step: the slowest
+            count = max(8, len(clean) // 3)  # 8 forward passes per step: the slowest
             sets.append(_adversarial("pgd", eot, clean[:count], how, name="pgd_eot"))
     if "hopskipjump" in attacks:
         from guard.redteam.adversarial import blackbox_classifier

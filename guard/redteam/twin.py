@@ -36,22 +36,15 @@ def log_mel_layer() -> Any:
     return LogMel()
 
 
-def load_twin(model_path: Path, logits: bool = False, output: str = "probabilities") -> Any:
-    """Keras model: (batch, 16000) float32 waveform -> (batch, 12) probabilities (or logits,
-    or with ``output="embedding"``/``"early"`` that output of the model instead).
-
-    ``model_path`` is the float (or int8) TFLite file; its ``<name>_float.weights.npz`` and
-    ``.json`` beside it are checked against the manifest.
-    """
-    import keras
+def _exported(model_path: Path) -> Any:
+    """The trained Keras model (log-mel in; probabilities, embedding, early out)."""
+    import io
 
     from guard.training.model import build
 
     stem = model_path.name.removesuffix(".tflite").removesuffix("_float")
     meta = json.loads(verified_bytes(model_path.with_name(f"{stem}.json")))
     arch = meta["architecture"]
-    import io
-
     with np.load(
         io.BytesIO(verified_bytes(model_path.with_name(f"{stem}_float.weights.npz"))),
         allow_pickle=False,
@@ -61,12 +54,44 @@ def load_twin(model_path: Path, logits: bool = False, output: str = "probabiliti
         len(meta["labels"]), arch["channels"], arch["blocks"], kind=arch.get("kind", "ds-cnn")
     )
     export.set_weights(weights)
+    return export
+
+
+def _logits_of(export: Any, log_mel: Any) -> Any:
+    import keras
+
+    # both architectures have a single Dense layer, the logits before the softmax
+    dense = next(layer for layer in export.layers if isinstance(layer, keras.layers.Dense))
+    return dense(export(log_mel)["embedding"])
+
+
+def load_twin(model_path: Path, logits: bool = False, output: str = "probabilities") -> Any:
+    """Keras model: (batch, 16000) float32 waveform -> (batch, 12) probabilities (or logits,
+    or with ``output="embedding"``/``"early"`` that output of the model instead).
+
+    ``model_path`` is the float (or int8) TFLite file; its ``<name>_float.weights.npz`` and
+    ``.json`` beside it are checked against the manifest.
+    """
+    import keras
+
+    export = _exported(model_path)
     inp = keras.Input((16_000,), name="waveform")
-    outputs = export(log_mel_layer()(inp))
+    features = log_mel_layer()(inp)
+    outputs = export(features)
     if output != "probabilities":  # "embedding" or "early": what ART's poison defences read
         return keras.Model(inp, outputs[output], name=f"guard_twin_{output}")
     if not logits:
         return keras.Model(inp, outputs["probabilities"], name="guard_twin")
-    # both architectures have a single Dense layer, the logits before the softmax
-    dense = next(layer for layer in export.layers if isinstance(layer, keras.layers.Dense))
-    return keras.Model(inp, dense(outputs["embedding"]), name="guard_twin_logits")
+    return keras.Model(inp, _logits_of(export, features), name="guard_twin_logits")
+
+
+def load_feature_logits(model_path: Path) -> Any:
+    """Keras model: (batch, frames, mels) log-mel -> (batch, 12) logits (for attacks that
+    transform the features, such as the consistency detector's floor)."""
+    import keras
+
+    from guard.features import N_FRAMES, N_MELS
+
+    export = _exported(model_path)
+    inp = keras.Input((N_FRAMES, N_MELS), name="log_mel")
+    return keras.Model(inp, _logits_of(export, inp), name="guard_twin_feature_logits")
