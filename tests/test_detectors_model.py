@@ -3,7 +3,8 @@
 STRIP and activation analysis only fire when the model has learned a trigger, so they are
 tested with the backdoored attack fixture ``models/eval/backdoor_cough.tflite`` (ART's cough
 recording at scale 0.3 in 3% of the training clips, relabelled "go"; ASR 97.7% on validation
-speakers), and the tone fixture is checked to obey its own trigger; consistency is tested with PGD adversarial examples made by ART
+speakers), and every fixture is checked to obey its own trigger; consistency is tested with
+PGD and DeepFool adversarial examples made by ART
 against the float twin of the shipped model.
 """
 
@@ -137,7 +138,7 @@ def test_shifts_delay_and_advance_keeping_the_length() -> None:
 
 def test_consistency_fires_on_deepfool(classifier: CommandClassifier, clean: np.ndarray) -> None:
     # a minimal perturbation sits just across a boundary drawn for one framing of the signal
-    from guard.redteam.adversarial import art_classifier, generate
+    from guard.redteam.adversarial import art_classifier, generate, snr_db
     from guard.redteam.twin import load_twin
 
     analyses = analyse_batch(clean, classifier)
@@ -145,8 +146,9 @@ def test_consistency_fires_on_deepfool(classifier: CommandClassifier, clean: np.
     art = art_classifier(load_twin(MODELS / "commands_float.tflite", logits=True))
     x = clean[:16]
     x_adv = generate("deepfool", art, x)
+    quiet = snr_db(x, x_adv) >= 25.0  # a louder change is not a hidden perturbation
     before = analyse_batch(x, classifier)
     after = analyse_batch(x_adv, classifier)
-    fooled = [b for a, b in zip(before, after, strict=True) if a.label != b.label]
+    fooled = [b for a, b, q in zip(before, after, quiet, strict=True) if a.label != b.label and q]
     assert len(fooled) >= 8
     assert np.mean(detector.predict(fooled) == -1) >= 0.75

@@ -1,12 +1,13 @@
 """Fit the shipped detector state (models/detectors) from ../shared/data.
 
-    python tools/build_detectors.py [--data ../shared/data/speech_commands] [--out models/detectors]
+    python tools/build_detectors.py [--data ../shared/data/speech_commands]
+        [--model models/commands.tflite] [--out models/detectors]
 
 Detectors are fitted on clips of training speakers (half of them mixed with background noise),
 and the fused thresholds are calibrated to a 1% clean false-block rate on every clip of the
 "calibrate" half of the validation speakers, each as recorded and mixed with held-back noise
-(two utterances per clip: twice the resolution of the thresholds). The "evaluate" half is never used
-here: bench/eval_detection.py reports on it.
+(two utterances per clip: finer quantile steps, though each pair shares its speech). The
+"evaluate" half is never used here: bench/eval_detection.py reports on it.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ def main() -> None:
         "recorded and mixed with held-back noise (guard/devdata.py)"
     )
     command = ["python tools/build_detectors.py"]
-    if args.model.resolve() != (ROOT / "models/commands.tflite").resolve():
-        command.append(f"--model {_shown(args.model)} --out {_shown(args.out)}")
+    for key, value in vars(args).items():
+        if value != parser.get_default(key):
+            shown = _shown(value) if isinstance(value, Path) else value
+            command.append(f"--{key.replace('_', '-')} {shown}")
     report["command"] = " ".join(command)
     registry.save(args.out, detectors, report)
     print(report)

@@ -25,11 +25,10 @@ import numpy.typing as npt
 
 from guard.analysis import Analysis
 from guard.detectors.base import Detector
+from guard.detectors.spectral import Z99
 
 FloatArray = npt.NDArray[np.float64]
 LAYERS = ("early", "embedding")
-Z99 = 2.3263
-"""Standard-normal 99th percentile: where a clean 99th-percentile distance scores."""
 
 
 def _layer(analyses: Sequence[Analysis], layer: str) -> FloatArray:
@@ -95,7 +94,8 @@ class ActivationDetector(Detector):
         return dict(self.arrays_)
 
     def _set_fitted_arrays(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
-        for layer in LAYERS:  # a file from another version fails here, at load
-            for part in ("means", "precision", "median", "scale"):
-                arrays[f"{layer}_{part}"]
+        parts = ("means", "precision", "median", "scale")
+        missing = [f"{la}_{p}" for la in LAYERS for p in parts if f"{la}_{p}" not in arrays]
+        if missing:  # a file from an older version (``*_mad``) fails here, at load
+            raise KeyError(f"missing {', '.join(missing)}: refit with guard calibrate")
         self.arrays_ = dict(arrays)

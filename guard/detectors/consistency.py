@@ -2,7 +2,7 @@
 
 In the spirit of WaveGuard (Hussain et al., USENIX Security 2021): speech keeps its meaning
 when it starts a few milliseconds earlier or later, under noise 20 dB below it, or when the
-quiet parts of its spectrogram are lifted to a floor 40 dB below its loudest band; an
+quiet parts of its spectrogram are lifted to a floor 40 dB below its loudest mel cell; an
 adversarial perturbation tuned to the model's exact input usually does not. Minimal
 perturbations (Carlini-Wagner, DeepFool, NewtonFool) sit just across a decision boundary drawn
 for one framing of the signal, so re-framing it (a time shift that is not a whole hop) undoes
@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from guard.analysis import Analysis
+from guard.audio import SAMPLE_RATE_HZ
 from guard.detectors.base import Detector
 from guard.features import LOG_FLOOR, log_mel, mel_filterbank, power_of, stft
 
@@ -35,7 +36,10 @@ SHIFTS_SAMPLES = (160, 240, 480, -80, -160)
 """Time shifts (positive = delay, zero-padded at the start) at 16 kHz: 10, 15, 30 ms later
 and 5, 10 ms earlier. None is a whole 20 ms hop, so every one re-frames the signal."""
 TRANSFORMS = (
-    *(f"{'delay' if s > 0 else 'advance'}_{abs(s) / 16:g}ms" for s in SHIFTS_SAMPLES),
+    *(
+        f"{'delay' if s > 0 else 'advance'}_{abs(s) * 1000 / SAMPLE_RATE_HZ:g}ms"
+        for s in SHIFTS_SAMPLES
+    ),
     "noise_20db",
     "floor_40db",
 )
@@ -52,7 +56,10 @@ def js_divergence(p: npt.NDArray[Any], q: npt.NDArray[Any]) -> FloatArray:
 
 
 def shifted(samples: npt.NDArray[np.float32], shift: int) -> npt.NDArray[np.float32]:
-    """``samples`` delayed by ``shift`` samples (advanced when negative), length kept."""
+    """One utterance's 1-D ``samples`` delayed by ``shift`` samples (advanced when negative),
+    zero-padded, length kept."""
+    if samples.ndim != 1:
+        raise ValueError(f"shifted takes one utterance (1-D), got shape {samples.shape}")
     pad = np.zeros(abs(shift), np.float32)
     if shift > 0:
         return np.concatenate([pad, samples[:-shift]])
@@ -60,8 +67,9 @@ def shifted(samples: npt.NDArray[np.float32], shift: int) -> npt.NDArray[np.floa
 
 
 def floored_log_mel(mel: npt.NDArray[np.float32], floor_db: float) -> npt.NDArray[np.float32]:
-    """Log-mel with every cell lifted by the loudest cell's energy ``floor_db`` below it."""
-    floor = mel.max() * np.float32(10 ** (-floor_db / 10))
+    """Log-mel of one utterance's (frames, mels) energies with every cell lifted by the
+    loudest cell's energy ``floor_db`` below it (per utterance on a leading batch axis)."""
+    floor = mel.max(axis=(-2, -1), keepdims=True) * np.float32(10 ** (-floor_db / 10))
     return np.asarray(np.log(mel + floor + LOG_FLOOR), dtype=np.float32)
 
 

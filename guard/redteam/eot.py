@@ -14,25 +14,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from guard.detectors.consistency import SHIFTS_SAMPLES
-from guard.features import LOG_FLOOR
+from guard.detectors.consistency import SHIFTS_SAMPLES, TRANSFORMS, ConsistencyDetector
+from guard.features import CLIP_SAMPLES, LOG_FLOOR
 
-NOISE_SNR_DB = 20.0
-FLOOR_DB = 40.0
-VIEWS = 1 + len(SHIFTS_SAMPLES) + 2
-"""The untransformed input, each shift, the noise and the floor."""
+VIEWS = 1 + len(TRANSFORMS)
+"""The untransformed input and each of the detector's transforms."""
 
 
-def eot_logits(model_path: Path) -> Any:
-    """Keras model: waveform -> log of the mean probability over identity + every transform."""
+def eot_logits(
+    model_path: Path, noise_snr_db: float | None = None, floor_db: float | None = None
+) -> Any:
+    """Keras model: waveform -> log of the mean probability over identity + every transform.
+
+    ``noise_snr_db`` and ``floor_db`` default to the consistency detector's own defaults.
+    """
     import keras
     import tensorflow as tf
 
     from guard.redteam.twin import load_feature_logits, log_mel_layer
 
+    params = ConsistencyDetector().get_params()
+    snr_db = params["noise_snr_db"] if noise_snr_db is None else noise_snr_db
+    floor_rel = 10 ** (-(params["floor_db"] if floor_db is None else floor_db) / 10)
     classify = load_feature_logits(model_path)
     to_log_mel = log_mel_layer()
-    n = 16_000
+    n = CLIP_SAMPLES
 
     class Transforms(keras.layers.Layer):  # type: ignore[misc]
         def call(self, x: Any) -> Any:
@@ -43,11 +49,13 @@ def eot_logits(model_path: Path) -> Any:
                 else:
                     waves.append(tf.pad(x[:, -s:], [[0, 0], [0, -s]]))
             rms = tf.sqrt(tf.reduce_mean(x * x, axis=1, keepdims=True)) + 1e-9
-            waves.append(x + tf.random.normal(tf.shape(x)) * rms * 10 ** (-NOISE_SNR_DB / 20))
+            waves.append(x + tf.random.normal(tf.shape(x)) * rms * 10 ** (-snr_db / 20))
             feats = [to_log_mel(w) for w in waves]
             mel = tf.exp(feats[0]) - LOG_FLOOR
-            floor = tf.reduce_max(mel, axis=[1, 2], keepdims=True) * 10 ** (-FLOOR_DB / 10)
+            floor = tf.reduce_max(mel, axis=[1, 2], keepdims=True) * floor_rel
             feats.append(tf.math.log(mel + floor + LOG_FLOOR))
+            if len(feats) != VIEWS:
+                raise ValueError(f"EOT has {len(feats)} views, the detector {VIEWS}")
             return tf.stack(feats, axis=1)  # (batch, VIEWS, frames, mels)
 
     inp = keras.Input((n,), name="waveform")
