@@ -11,19 +11,16 @@ alternating with the current one, so a loaded machine slows both alike: quote th
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import subprocess
-import tempfile
 import timeit
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
+from _revision import module_at
 
 from guard.analysis import analyse_batch
 from guard.audio import fit_window, read_audio
@@ -32,23 +29,6 @@ from guard.detectors import consistency
 from guard.features import CLIP_SAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def module_at(rev: str) -> ModuleType:
-    source = subprocess.run(
-        ["git", "show", f"{rev}:guard/detectors/consistency.py"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / "consistency_at_rev.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("consistency_at_rev", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def per_utterance_ms(detector: Any, clips: list[Any], number: int = 3) -> float:
@@ -66,7 +46,11 @@ def main() -> None:
     clips = analyse_batch(np.stack([fit_window(read_audio(p), CLIP_SAMPLES) for p in paths]), model)
     detectors: dict[str, Any] = {"now": consistency.ConsistencyDetector().fit(clips)}
     if args.against:
-        detectors[args.against] = module_at(args.against).ConsistencyDetector().fit(clips)
+        detectors[args.against] = (
+            module_at(args.against, "guard/detectors/consistency.py")
+            .ConsistencyDetector()
+            .fit(clips)
+        )
     results: dict[str, list[float]] = {name: [] for name in detectors}
     for d in detectors.values():
         d.anomaly_score(clips)  # allocate the batch interpreter first

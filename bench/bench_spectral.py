@@ -11,43 +11,23 @@ alternating with the current one, so a loaded machine slows both alike: quote th
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import subprocess
 import sys
-import tempfile
 import timeit
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
+from _revision import module_at
 
 from guard.audio import fit_window, read_audio
 from guard.detectors import spectral
 from guard.features import CLIP_SAMPLES, Features
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def module_at(rev: str) -> ModuleType:
-    source = subprocess.run(
-        ["git", "show", f"{rev}:guard/detectors/spectral.py"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / "spectral_at_rev.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("spectral_at_rev", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def per_utterance_ms(
@@ -66,7 +46,9 @@ def main() -> None:
     clips = [Features(fit_window(read_audio(p), CLIP_SAMPLES)) for p in paths]
     timed: dict[str, Callable[[Features], object]] = {"raw_features": spectral.raw_features}
     if args.against:
-        timed[f"raw_features at {args.against}"] = module_at(args.against).raw_features
+        timed[f"raw_features at {args.against}"] = module_at(
+            args.against, "guard/detectors/spectral.py"
+        ).raw_features
     timed["tone_phase"] = lambda f: spectral.tone_phase(f.spectrum, f.power)
     results: dict[str, list[float]] = {name: [] for name in timed}
     for _ in range(args.repeats):
