@@ -1,12 +1,17 @@
-"""Load one guard module as it was at another git revision, to time it beside the current one."""
+"""Timing a guard module beside its own copy at another git revision, in one process."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import subprocess
 import tempfile
+import timeit
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,3 +34,23 @@ def module_at(rev: str, relative_path: str) -> ModuleType:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     return module
+
+
+def comparison_args(description: str | None) -> argparse.Namespace:
+    """``--repeats`` and ``--against REV``, the arguments every revision bench takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--against", default=None, help="git revision to compare with")
+    return parser.parse_args()
+
+
+def alternate_ms(
+    timed: Mapping[str, Callable[[], object]], items: int, repeats: int, number: int = 3
+) -> dict[str, float]:
+    """Median milliseconds per item of each zero-argument callable (each call handles
+    ``items`` items), the callables taking turns so a loaded machine slows all alike."""
+    results: dict[str, list[float]] = {name: [] for name in timed}
+    for _ in range(repeats):
+        for name, run in timed.items():
+            results[name].append(timeit.timeit(run, number=number) / (number * items) * 1e3)
+    return {name: float(np.median(values)) for name, values in results.items()}

@@ -10,9 +10,8 @@ alternating with the current one, so a loaded machine slows both alike: quote th
 
 from __future__ import annotations
 
-import argparse
 import os
-import timeit
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
-from _revision import module_at
+from _revision import alternate_ms, comparison_args, module_at
 
 from guard.analysis import analyse_batch
 from guard.audio import fit_window, read_audio
@@ -31,37 +30,23 @@ from guard.features import CLIP_SAMPLES
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def per_utterance_ms(detector: Any, clips: list[Any], number: int = 3) -> float:
-    seconds = timeit.timeit(lambda: detector.anomaly_score(clips), number=number)
-    return seconds / (number * len(clips)) * 1e3
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--against", default=None, help="git revision to compare with")
-    args = parser.parse_args()
+    args = comparison_args(__doc__)
     model = CommandClassifier(ROOT / "models/commands.tflite", num_threads=1)
     paths = sorted((ROOT / "tests/data/wav").glob("*.wav"))
     clips = analyse_batch(np.stack([fit_window(read_audio(p), CLIP_SAMPLES) for p in paths]), model)
     detectors: dict[str, Any] = {"now": consistency.ConsistencyDetector().fit(clips)}
     if args.against:
-        detectors[args.against] = (
-            module_at(args.against, "guard/detectors/consistency.py")
-            .ConsistencyDetector()
-            .fit(clips)
-        )
-    results: dict[str, list[float]] = {name: [] for name in detectors}
+        old = module_at(args.against, "guard/detectors/consistency.py")
+        detectors[args.against] = old.ConsistencyDetector().fit(clips)
     for d in detectors.values():
         d.anomaly_score(clips)  # allocate the batch interpreter first
-    for _ in range(args.repeats):
-        for name, d in detectors.items():
-            results[name].append(per_utterance_ms(d, clips))
-    for name, values in results.items():
-        print(f"consistency {name}: median {np.median(values):.3f} ms per utterance")
+    timed = {name: partial(d.anomaly_score, clips) for name, d in detectors.items()}
+    results = alternate_ms(timed, len(clips), args.repeats)
+    for name, ms in results.items():
+        print(f"consistency {name}: median {ms:.3f} ms per utterance")
     if args.against:
-        ratio = np.median(results["now"]) / np.median(results[args.against])
-        print(f"ratio now / {args.against}: {ratio:.2f}")
+        print(f"ratio now / {args.against}: {results['now'] / results[args.against]:.2f}")
 
 
 if __name__ == "__main__":

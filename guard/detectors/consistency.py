@@ -15,7 +15,7 @@ transformed predictions (what the transforms agree on): for clean speech both sa
 for an adversarial example the mean falls back towards the true command.
 
 Transforms that are linear in the signal reuse the already-computed STFT (the added noise);
-the floor works on the mel energies; each shift needs one STFT.
+the floor works on the shared log-mel; each shift needs one STFT.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy.typing as npt
 from guard.analysis import Analysis
 from guard.audio import SAMPLE_RATE_HZ
 from guard.detectors.base import Detector
-from guard.features import LOG_FLOOR, log_mel, mel_filterbank, power_of, stft
+from guard.features import LOG_FLOOR, log_mel, power_of, stft
 
 FloatArray = npt.NDArray[np.float64]
 SHIFTS_SAMPLES = (160, 240, 480, -80, -160)
@@ -66,11 +66,13 @@ def shifted(samples: npt.NDArray[np.float32], shift: int) -> npt.NDArray[np.floa
     return np.concatenate([samples[-shift:], pad])
 
 
-def floored_log_mel(mel: npt.NDArray[np.float32], floor_db: float) -> npt.NDArray[np.float32]:
-    """Log-mel of one utterance's (frames, mels) energies with every cell lifted by the
-    loudest cell's energy ``floor_db`` below it (per utterance on a leading batch axis)."""
-    floor = mel.max(axis=(-2, -1), keepdims=True) * np.float32(10 ** (-floor_db / 10))
-    return np.asarray(np.log(mel + floor + LOG_FLOOR), dtype=np.float32)
+def floored_log_mel(log_mel: npt.NDArray[np.float32], floor_db: float) -> npt.NDArray[np.float32]:
+    """One utterance's (frames, mels) log-mel with every cell's energy lifted by the loudest
+    cell's energy ``floor_db`` below it (per utterance on a leading batch axis). Works on the
+    shared log-mel: ``exp(log_mel)`` is the mel energy plus ``LOG_FLOOR``."""
+    energy = np.exp(log_mel.astype(np.float64))
+    loudest = energy.max(axis=(-2, -1), keepdims=True) - LOG_FLOOR
+    return np.asarray(np.log(energy + loudest * 10 ** (-floor_db / 10)), dtype=np.float32)
 
 
 class ConsistencyDetector(Detector):
@@ -102,12 +104,11 @@ class ConsistencyDetector(Detector):
         noise_gain = np.float32(rms * 10 ** (-self.noise_snr_db / 20))
         shifted_spectra = stft(np.stack([shifted(x, s) for s in SHIFTS_SAMPLES]))
         noisy = a.features.spectrum + self.noise_spectrum_ * noise_gain
-        mel = a.features.power @ mel_filterbank()
         return np.concatenate(
             [
                 log_mel(power_of(shifted_spectra)),
                 log_mel(power_of(noisy))[None],
-                floored_log_mel(mel, self.floor_db)[None],
+                floored_log_mel(a.features.log_mel, self.floor_db)[None],
             ]
         )
 
