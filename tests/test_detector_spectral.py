@@ -20,11 +20,13 @@ from guard.audio import SAMPLE_RATE_HZ, fit_window, read_audio
 from guard.classifier import CommandClassifier
 from guard.detectors.base import NotFittedError
 from guard.detectors.spectral import (
+    BURST_BAND_HZ,
     PHASE_FLOOR_DB,
     PHASE_RUNS,
     SUB_FEATURES,
     TONE_BAND_EDGES_HZ,
     SpectralTriggerDetector,
+    tone_burst,
     tone_phase,
 )
 from guard.features import CLIP_SAMPLES, Features
@@ -184,8 +186,8 @@ def test_reasons_name_the_trigger(
 ) -> None:
     """The sub-feature that fires is the one made for that trigger."""
     expected = {
-        "tone_1khz": {"tone", "tone_phase"},
-        "aliased_21khz": {"tone", "tone_phase"},
+        "tone_1khz": {"tone", "tone_phase", "tone_burst"},
+        "aliased_21khz": {"tone", "tone_phase", "tone_burst"},
         "rumble_below_60hz": {"low_band"},
         "hiss_above_7khz": {"high_band"},
     }
@@ -274,3 +276,26 @@ def test_tone_phase_ignores_dc_offset_and_silence() -> None:
     for clip in (np.zeros(CLIP_SAMPLES), np.full(CLIP_SAMPLES, 0.3)):
         f = Features(clip.astype(np.float32))
         assert np.all(tone_phase(f.spectrum, f.power) == PHASE_FLOOR_DB)
+
+
+def _burst_db(samples: npt.NDArray[np.float64], band_hz: tuple[int, int]) -> float:
+    """``tone_burst``'s value (dB) in the band starting at ``band_hz[0]``."""
+    f = Features(samples.astype(np.float32))
+    bands = list(TONE_BAND_EDGES_HZ[TONE_BAND_EDGES_HZ.index(BURST_BAND_HZ[0]) :])
+    return float(tone_burst(f.power)[bands.index(band_hz[0])])
+
+
+def test_tone_burst_sees_a_short_tone_and_not_a_steady_whine() -> None:
+    """A 60 ms sine (3 frames: too short for the runs of ``tone``) on a spoken command stands
+    out as a burst in its band; the same sine lasting the whole clip does not (it never
+    arrives: it stays near its median level, a few dB up where the voice adds to it), and
+    neither does the command alone."""
+    speech = fit_window(read_audio(WAV_FIXTURES[0]), CLIP_SAMPLES).astype(np.float64)
+    t = np.arange(CLIP_SAMPLES) / SAMPLE_RATE_HZ
+    sine = 0.2 * np.sin(2 * np.pi * 2900.0 * t)
+    short = speech.copy()
+    short[8000:8960] += sine[8000:8960]
+    band = (2000, 3000)
+    assert _burst_db(short, band) > 30.0
+    assert _burst_db(speech, band) < 20.0
+    assert _burst_db(speech + sine, band) < 10.0
