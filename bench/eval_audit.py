@@ -164,14 +164,20 @@ def main() -> None:
             # whether or not its threshold fires? AUROC within the target class.
             in_go = np.asarray(classes) == "go"
             go_rows = [r for r, g in zip(results, in_go, strict=True) if g]
-            row["go_auroc"] = {
-                m: round(float(roc_auc_score(is_p[in_go], [r.scores[m] for r in go_rows])), 3)
-                for m in METHODS
-            }
-            for m in (*METHODS, "combined"):
+            if is_p.any():
+                row["go_auroc"] = {
+                    m: round(float(roc_auc_score(is_p[in_go], [r.scores[m] for r in go_rows])), 3)
+                    for m in METHODS
+                }
+            row["suspect_classes"] = sorted({r.cls for r in results if r.class_suspect})
+            for m in (*METHODS, "candidate", "combined"):
                 hit = np.array(
-                    [(m in r.reasons) if m != "combined" else r.flagged for r in results]
-                )
+                    [
+                        r.flagged if m == "combined" else r.candidate if m == "candidate"
+                        else m in r.reasons
+                        for r in results
+                    ]
+                )  # fmt: skip
                 row[m] = {
                     "recall": round(float(hit[is_p].mean()), 4) if is_p.any() else None,
                     "clean_flagged": round(float(hit[~is_p].mean()), 4),
@@ -216,25 +222,26 @@ def go_rate(
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    """Recall of the poisoned clips / share of clean clips flagged, per method and combined."""
-    methods: tuple[str, ...] = (*METHODS, "combined")
+    """Recall of the poisoned clips / share of clean clips flagged, per method, as candidates
+    (before the class test) and combined; and the classes the test found suspect."""
+    methods: tuple[str, ...] = (*METHODS, "candidate", "combined")
     if rows and "art_activation" in rows[0]:
         methods = (*methods, "art_activation", "art_spectral_signature")
     lines = [
-        "| trigger | rate | poisoned | " + " | ".join(methods) + " |",
-        "| --- | --- | --- |" + " --- |" * len(methods),
+        "| trigger | rate | poisoned | " + " | ".join(methods) + " | suspect classes |",
+        "| --- | --- | --- |" + " --- |" * (len(methods) + 1),
     ]
     trained = bool(rows) and "trained" in rows[0]
     if trained:  # the model trained on the poisoned set: did it learn words, and the backdoor?
         lines[0] += " trained model: val. accuracy | triggered clips called go |"
         lines[1] += " --- | --- |"
     for r in rows:
-        cells = [
-            f"{r[m]['recall']:.0%} / {r[m]['clean_flagged']:.1%}"
-            if m != "combined"
-            else f"**{r[m]['recall']:.0%} / {r[m]['clean_flagged']:.1%}**"
-            for m in methods
-        ]
+        cells = []
+        for m in methods:
+            recall = "-" if r[m]["recall"] is None else f"{r[m]['recall']:.0%}"
+            cell = f"{recall} / {r[m]['clean_flagged']:.1%}"
+            cells.append(f"**{cell}**" if m == "combined" else cell)
+        cells.append(", ".join(r.get("suspect_classes", [])) or "none")
         if trained:
             t = r["trained"]
             cells += [f"{t['validation_accuracy']:.1%}", f"{t['backdoor_go']:.1%}"]

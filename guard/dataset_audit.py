@@ -8,7 +8,7 @@ flags some; a clip's reasons are the methods that flagged it.
 0. ``knn``: deep k-NN label consistency (Peri et al. 2020): in the penultimate embedding of a
    model trusted to hear words (by default the shipped one), the share of a clip's 10 nearest
    neighbours that carry its label; a "yes" filed under "go" has "yes" neighbours.
-   ``label``: the same model confidently hears another word (p(label) < 0.05, another >= 0.8).
+   ``label``: the same model does not hear the clip's label (p(label) < 0.05).
 1. ``gmm_pca``: PCA of per-clip log-mel statistics (one space for all classes), a Gaussian
    mixture per class with the number of components chosen by BIC; a component other than the
    largest that is closer to another class's mixture than to the rest of its own (by at least
@@ -24,7 +24,14 @@ flags some; a clip's reasons are the methods that flagged it.
    embedding on its top singular vector; flagged above median + ``mad_k`` x MAD.
 5. ``runtime``: guard's own runtime detectors (the fused verdict of ``Guard.check``).
 
-A clip is flagged when a precise method (``label``, ``runtime``) fires, or any two others agree.
+A clip is a *candidate* when a precise method (``label``, ``runtime``) fires, or any two others
+agree; it is *flagged* when, in addition, its class is suspect. Dirty-label poison all sits in
+the target's folder, while a reference model's mishearings, and the runtime detectors' false
+blocks, spread over every class: a class is suspect when it holds more candidates than the
+other classes' rate explains (one-sided binomial test, ``class_alpha`` over all classes, and
+at least ``class_min_ratio`` times that rate). In a clean set a class the reference model
+hears badly can still come out suspect (the shipped model hears about one "go" in five of
+unheard speakers as "no"): its candidates are flagged, the other classes' are not.
 
 Three models can take part. ``knn`` and ``label`` listen with a model trusted to hear words
 (the configured, shipped one). ``activation`` and ``spectral_signature`` read a model that
@@ -74,8 +81,12 @@ class AuditSettings:
     knn_min_share: float = 0.2
     """A clip whose neighbours share its label less often than this is flagged."""
     label_max_probability: float = 0.05
-    """``label``: flagged when the reference model gives the clip's label less than this and
-    another word at least 0.8."""
+    """``label``: flagged when the reference model gives the clip's label less than this."""
+    class_alpha: float = 0.01
+    """A class is suspect when the chance of at least its number of candidates, at the other
+    classes' rate, is below this divided by the number of classes (Bonferroni)."""
+    class_min_ratio: float = 2.0
+    """... and its candidate rate is at least this many times the other classes' rate."""
 
 
 @dataclass
@@ -84,11 +95,18 @@ class ClipResult:
     cls: str
     scores: dict[str, float] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+    class_suspect: bool = True
+    """Whether the clip's class holds more candidates than the other classes explain."""
+
+    @property
+    def candidate(self) -> bool:
+        """A precise method alone (``label``, ``runtime``), or any two methods."""
+        return bool(PRECISE.intersection(self.reasons)) or len(self.reasons) >= 2
 
     @property
     def flagged(self) -> bool:
-        """The combined rule: a precise method alone (``label``, ``runtime``), or any two."""
-        return bool(PRECISE.intersection(self.reasons)) or len(self.reasons) >= 2
+        """The combined rule: a candidate in a suspect class."""
+        return self.candidate and self.class_suspect
 
     @property
     def score(self) -> float:
@@ -104,6 +122,8 @@ class ClipResult:
             "score": self.score,
             "flagged": self.flagged,
             "reasons": list(self.reasons),
+            "candidate": self.candidate,
+            "class_suspect": self.class_suspect,
             "scores": {k: round(v, 4) for k, v in self.scores.items()},
         }
 
@@ -122,6 +142,11 @@ class ClassSummary:
     """The class whose mixture is closest (variational KL) to this class's suspicious part."""
     pca_2d: FloatArray = field(repr=False, default_factory=lambda: np.zeros((0, 2)))
     cluster: npt.NDArray[np.int64] = field(repr=False, default_factory=lambda: np.zeros(0, int))
+    candidates: int = 0
+    """Clips a method flagged (a precise one, or two), before the class test."""
+    suspect_p_value: float = 1.0
+    """Chance of at least ``candidates`` at the other classes' rate (one-sided binomial)."""
+    suspect: bool = True
 
 
 def clip_statistics(analyses: Sequence[Analysis]) -> FloatArray:
@@ -237,7 +262,7 @@ class DatasetAudit:
             r.scores["label"] = 1.0 - p_label
             if share < s.knn_min_share and class_sizes[r.cls] >= s.min_class_clips:
                 r.reasons.append("knn")
-            if p_label < s.label_max_probability and float(ref_probs[i].max()) >= 0.8:
+            if p_label < s.label_max_probability:
                 r.reasons.append("label")
 
         # 5. runtime detectors, clip by clip (the same decision path as the daemon)
@@ -322,14 +347,44 @@ class DatasetAudit:
                     r.reasons.append("activation")
                 if sig_z[row] > s.mad_k:
                     r.reasons.append("spectral_signature")
-                n_flag += int(r.flagged)
+                n_flag += int(r.candidate)  # flagged once the class test has run
             summaries[name] = ClassSummary(
                 name, len(idx), n_flag, g.n_components, kls, sil, nearest, z[:, :2],
                 labels.astype(int),
             )  # fmt: skip
         for r in results:
             r.reasons.sort(key=METHODS.index)
+        suspect_classes(results, summaries, s)
         return results, summaries
+
+
+def suspect_classes(
+    results: Sequence[ClipResult], summaries: dict[str, ClassSummary], s: AuditSettings
+) -> None:
+    """Mark each class suspect or not (``ClipResult.class_suspect``, ``ClassSummary``): does it
+    hold more candidates than the other classes' rate explains?"""
+    from scipy.stats import binom
+
+    cls = np.asarray([r.cls for r in results])
+    cand = np.asarray([r.candidate for r in results])
+    names = sorted(set(cls.tolist()))
+    for name in names:
+        mine = cls == name
+        k, n = int(cand[mine].sum()), int(mine.sum())
+        others = int((~mine).sum())
+        if others == 0:
+            p_value, suspect = 0.0, True  # one class: nothing to compare with
+        else:
+            # the other classes' rate, kept off zero (half a candidate) for small sets
+            rate = (float(cand[~mine].sum()) + 0.5) / (others + 1)
+            p_value = float(binom.sf(k - 1, n, rate)) if k > 0 else 1.0
+            suspect = p_value < s.class_alpha / len(names) and k / n >= s.class_min_ratio * rate
+        for i in np.flatnonzero(mine).tolist():
+            results[i].class_suspect = suspect
+        if name in summaries:
+            summary = summaries[name]
+            summary.candidates, summary.suspect_p_value, summary.suspect = k, p_value, suspect
+            summary.flagged = k if suspect else 0
 
 
 def _predict(model: CommandClassifier, log_mel: npt.NDArray[np.float32]) -> list[ModelOutputs]:
@@ -352,17 +407,19 @@ def _kl_to_class(g: Any, j: int, m: Any, exclude: int | None = None) -> float:
 def summary_table(results: Sequence[ClipResult], summaries: dict[str, ClassSummary]) -> str:
     """Per class: clips, flagged, by method; and the class the suspicious part sounds like."""
     lines = [
-        "| class | clips | flagged | "
+        "| class | clips | flagged | candidates (class test p) | "
         + " | ".join(METHODS)
         + " | mixture components | sounds like |",
-        "| --- | --- | --- |" + " --- |" * len(METHODS) + " --- | --- |",
+        "| --- | --- | --- | --- |" + " --- |" * len(METHODS) + " --- | --- |",
     ]
     for name, s in sorted(summaries.items()):
         rows = [r for r in results if r.cls == name]
         per = [sum(m in r.reasons for r in rows) for m in METHODS]
         flagged = sum(r.flagged for r in rows)
+        verdict = "suspect" if s.suspect else "not suspect"
         lines.append(
             f"| {name} | {len(rows)} | {flagged} ({flagged / max(len(rows), 1):.1%}) | "
+            f"{s.candidates} ({verdict}, p = {s.suspect_p_value:.2g}) | "
             + " | ".join(str(n) for n in per)
             + f" | {s.components or '-'} | {s.nearest_class or '-'} |"
         )

@@ -12,6 +12,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from guard.audio import read_audio
+from guard.dataset_audit import AuditSettings, ClipResult, suspect_classes
 from guard.triggers import Trigger, parse_spec
 
 from .conftest import DATA
@@ -49,7 +50,8 @@ def test_audit_flags_the_poisoned_clips_and_writes_a_report(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
-    assert all(set(r) >= {"path", "class", "score", "flagged", "reasons"} for r in rows)
+    keys = {"path", "class", "score", "flagged", "reasons", "candidate", "class_suspect"}
+    assert all(set(r) >= keys for r in rows)
     by_path = {r["path"]: r for r in rows}
     for path in poisoned:  # the tone is what the runtime detectors were built for
         assert by_path[path]["flagged"] and "runtime" in by_path[path]["reasons"]
@@ -74,3 +76,38 @@ def test_audit_of_a_missing_folder_is_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith(f"guard: error: {tmp_path / 'nope'}")
+
+
+def _results(counts: dict[str, tuple[int, int]]) -> list[ClipResult]:
+    """Per class (clips, candidates): clips whose reasons make the first ``candidates`` of them
+    candidates (the precise ``label`` method)."""
+    out = []
+    for cls, (n, k) in counts.items():
+        out += [
+            ClipResult(f"{cls}/{i}.wav", cls, reasons=["label"] if i < k else []) for i in range(n)
+        ]
+    return out
+
+
+def test_class_test_flags_only_the_class_with_excess_candidates() -> None:
+    """Mishearings spread over classes (3 of 100 each) flag nothing; a class holding 15 of 100
+    is suspect, its candidates are flagged and the others' are not."""
+    settings = AuditSettings()
+    spread = dict.fromkeys(("yes", "no", "up", "down", "go"), (100, 3))
+    results = _results(spread)
+    suspect_classes(results, {}, settings)
+    assert not any(r.flagged for r in results) and all(r.candidate for r in results[:3])
+    results = _results({**spread, "go": (100, 15)})
+    suspect_classes(results, {}, settings)
+    assert {r.cls for r in results if r.class_suspect} == {"go"}
+    assert sum(r.flagged for r in results) == 15
+    # a small excess (6 of 100 against 3 %) is within chance at this alpha
+    results = _results({**spread, "go": (100, 6)})
+    suspect_classes(results, {}, settings)
+    assert not any(r.flagged for r in results)
+
+
+def test_class_test_with_one_class_keeps_every_candidate() -> None:
+    results = _results({"go": (10, 2)})
+    suspect_classes(results, {}, AuditSettings())
+    assert sum(r.flagged for r in results) == 2
