@@ -156,7 +156,7 @@ def main() -> None:
                 for method in ("activation", "spectral_signature"):
                     flags, _, seconds = detect_poison(method, guard.model.model_path, x, y)
                     row[f"art_{method}"] = {
-                        "recall": round(float(flags[poisoned].mean()), 4),
+                        "recall": round(float(flags[poisoned].mean()), 4) if is_p.any() else None,
                         "clean_flagged": round(float(np.delete(flags, poisoned).mean()), 4),
                         "seconds": round(seconds, 1),
                     }
