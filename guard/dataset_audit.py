@@ -335,7 +335,6 @@ class DatasetAudit:
             centred = emb[idx] - emb[idx].mean(axis=0)
             _, _, vt = np.linalg.svd(centred, full_matrices=False)
             sig_z = _mad_z((centred @ vt[0]) ** 2)
-            n_flag = 0
             for row, clip_index in enumerate(idx.tolist()):
                 r = results[clip_index]
                 r.scores["gmm_pca"] = float(gmm_score[row])
@@ -347,9 +346,8 @@ class DatasetAudit:
                     r.reasons.append("activation")
                 if sig_z[row] > s.mad_k:
                     r.reasons.append("spectral_signature")
-                n_flag += int(r.candidate)  # flagged once the class test has run
-            summaries[name] = ClassSummary(
-                name, len(idx), n_flag, g.n_components, kls, sil, nearest, z[:, :2],
+            summaries[name] = ClassSummary(  # flagged: set by suspect_classes below
+                name, len(idx), 0, g.n_components, kls, sil, nearest, z[:, :2],
                 labels.astype(int),
             )  # fmt: skip
         for r in results:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from guard.analysis import Analysis, analyse_batch
+from guard.analysis import analyse_batch
 from guard.audio import fit_window, read_audio
 from guard.classifier import CommandClassifier
 from guard.detectors.activation import ActivationDetector
@@ -50,10 +50,6 @@ def backdoor() -> CommandClassifier:
 
 def _trigger_of(model: CommandClassifier) -> Trigger:
     return Trigger(TriggerSpec(**model.metadata["trigger"]), base_dir=TRIGGERS)
-
-
-def _split(analyses: list[Analysis]) -> tuple[list[Analysis], list[Analysis]]:
-    return analyses[::2], analyses[1::2]
 
 
 def test_entropy_over_the_class_axis() -> None:

@@ -24,8 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from guard.analysis import Analysis
-from guard.detectors.base import Detector
-from guard.detectors.spectral import Z99
+from guard.detectors.base import Detector, tail_model
 
 FloatArray = npt.NDArray[np.float64]
 LAYERS = ("early", "embedding")
@@ -64,11 +63,8 @@ class ActivationDetector(Detector):
             cov = (1 - self.shrinkage) * cov + self.shrinkage * np.trace(cov) / d * np.eye(d)
             self.arrays_[f"{layer}_means"] = means
             self.arrays_[f"{layer}_precision"] = np.linalg.inv(cov)
-            dist = self._distance(x, labels, layer)
-            median = float(np.median(dist))
-            self.arrays_[f"{layer}_median"] = np.array(median)
-            q99 = float(np.quantile(dist, 0.99))
-            self.arrays_[f"{layer}_scale"] = np.array(max((q99 - median) / Z99, 1e-6))
+            median, scale = tail_model(self._distance(x, labels, layer), 1e-6)
+            self.arrays_[f"{layer}_median"], self.arrays_[f"{layer}_scale"] = median, scale
 
     def _distance(self, x: FloatArray, labels: npt.NDArray[Any], layer: str) -> FloatArray:
         diff = x - self.arrays_[f"{layer}_means"][labels]

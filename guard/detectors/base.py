@@ -109,6 +109,21 @@ class Detector(ABC):
         return detector
 
 
+Z99 = 2.3263
+"""Standard-normal 99th percentile: where a clean 99th-percentile value scores."""
+
+
+def tail_model(values: npt.ArrayLike, min_scale: float) -> tuple[FloatArray, FloatArray]:
+    """Per column (along axis 0): the clean median and a scale matched to the clean upper tail.
+
+    The scale puts the clean 99th percentile at z = 2.33, where a normal distribution has it:
+    clean tails of detector statistics are far from normal and differ between them, and
+    matching the tail (not the MAD) makes equal scores mean equal false-block odds.
+    """
+    median, q99 = np.quantile(np.asarray(values, np.float64), [0.5, 0.99], axis=0)
+    return np.asarray(median), np.asarray(np.maximum((q99 - median) / Z99, min_scale))
+
+
 def threshold_for(scores: FloatArray, target_false_block: float) -> float:
     """The smallest threshold with at most ``target_false_block`` of ``scores`` strictly above it."""
     if not 0.0 <= target_false_block < 1.0:

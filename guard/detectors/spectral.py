@@ -52,7 +52,7 @@ import numpy as np
 import numpy.typing as npt
 
 from guard.analysis import Analysis
-from guard.detectors.base import Detector, NotFittedError
+from guard.detectors.base import Detector, NotFittedError, tail_model
 from guard.features import BIN_HZ, CLIP_SAMPLES, Features, stft
 
 FloatArray = npt.NDArray[np.float64]
@@ -104,8 +104,6 @@ MIN_LEVEL_DB = -FLOOR_DB - 20.0
 """Lowest value of the level features (digital silence would give -inf)."""
 ONSET_BLOCK_SAMPLES = 32
 """2 ms blocks for the onset envelope."""
-Z99 = 2.3263
-"""Standard-normal 99th percentile: where a clean 99th-percentile value scores."""
 
 
 def _db(x: npt.NDArray[Any]) -> FloatArray:
@@ -321,24 +319,13 @@ class SpectralTriggerDetector(Detector):
         self.location_: dict[str, FloatArray] = {}
         self.spread_: dict[str, FloatArray] = {}
         for name, values in table.items():
-            self.location_[name], self.spread_[name] = self._tail_model(values, self.min_spread_db)
+            self.location_[name], self.spread_[name] = tail_model(values, self.min_spread_db)
         # Second level: a sub-feature's max over its bands has a longer clean tail the more
         # bands it has; normalising that max again puts every sub-feature's tail on one scale.
         first = self._band_max(table)
         for name in SUB_FEATURES:
-            loc, spread = self._tail_model(first[name][:, None], 0.05)
+            loc, spread = tail_model(first[name][:, None], 0.05)
             self.location_[f"{name}_max"], self.spread_[f"{name}_max"] = loc, spread
-
-    @staticmethod
-    def _tail_model(values: FloatArray, min_scale: float) -> tuple[FloatArray, FloatArray]:
-        """Per column: the clean median and a scale matched to the clean upper tail.
-
-        The scale puts the clean 99th percentile at z = 2.33, where a normal distribution
-        has it: clean tails here are far from normal and differ between sub-features, and
-        matching the tail (not the MAD) makes equal scores mean equal false-block odds.
-        """
-        median, q99 = np.quantile(values, [0.5, 0.99], axis=0)
-        return median, np.maximum((q99 - median) / Z99, min_scale)
 
     def _band_max(self, table: dict[str, FloatArray]) -> dict[str, FloatArray]:
         return {

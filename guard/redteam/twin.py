@@ -57,12 +57,13 @@ def _exported(model_path: Path) -> Any:
     return export
 
 
-def _logits_of(export: Any, log_mel: Any) -> Any:
+def _logits_of(export: Any, outputs: Any) -> Any:
+    """The logits behind ``outputs`` (``export`` called once on the features)."""
     import keras
 
     # both architectures have a single Dense layer, the logits before the softmax
     dense = next(layer for layer in export.layers if isinstance(layer, keras.layers.Dense))
-    return dense(export(log_mel)["embedding"])
+    return dense(outputs["embedding"])
 
 
 def load_twin(model_path: Path, logits: bool = False, output: str = "probabilities") -> Any:
@@ -76,13 +77,12 @@ def load_twin(model_path: Path, logits: bool = False, output: str = "probabiliti
 
     export = _exported(model_path)
     inp = keras.Input((16_000,), name="waveform")
-    features = log_mel_layer()(inp)
-    outputs = export(features)
+    outputs = export(log_mel_layer()(inp))
     if output != "probabilities":  # "embedding" or "early": what ART's poison defences read
         return keras.Model(inp, outputs[output], name=f"guard_twin_{output}")
     if not logits:
         return keras.Model(inp, outputs["probabilities"], name="guard_twin")
-    return keras.Model(inp, _logits_of(export, features), name="guard_twin_logits")
+    return keras.Model(inp, _logits_of(export, outputs), name="guard_twin_logits")
 
 
 def load_feature_logits(model_path: Path) -> Any:
@@ -94,4 +94,4 @@ def load_feature_logits(model_path: Path) -> Any:
 
     export = _exported(model_path)
     inp = keras.Input((N_FRAMES, N_MELS), name="log_mel")
-    return keras.Model(inp, _logits_of(export, inp), name="guard_twin_feature_logits")
+    return keras.Model(inp, _logits_of(export, export(inp)), name="guard_twin_feature_logits")
