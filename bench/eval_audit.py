@@ -72,6 +72,12 @@ def main() -> None:
     parser.add_argument("--detectors", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="which clips are poisoned and where the trigger sits (another seed: a fresh draw)",
+    )
+    parser.add_argument(
         "--art",
         action="store_true",
         help="also run ART's ActivationDefence and SpectralSignatureDefense on the same data "
@@ -119,7 +125,7 @@ def main() -> None:
     for trig in args.triggers.split(","):
         trigger = Trigger(parse_spec(SPECS[trig]), base_dir=TRIGGERS)
         for rate in (float(r) for r in args.rates.split(",")):
-            rng = np.random.default_rng(0)
+            rng = np.random.default_rng(args.seed)
             exclude = tuple(i for i, lab in enumerate(labels) if lab.startswith("_"))
             x, y, poisoned = poison(x_clean, y_clean, trigger, rate, target, exclude, rng)
             classes = [labels[i] for i in y]

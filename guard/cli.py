@@ -299,7 +299,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     for line in [*errors, *more]:
         print(f"guard: error: {line}", file=sys.stderr)
     detectors, report = calibration.fit_and_calibrate(
-        fit_set, cal_set, settings.detectors.enabled, args.target_false_block
+        fit_set,
+        cal_set,
+        settings.detectors.enabled,
+        args.target_false_block,
+        calibration.detector_options(settings),
     )
     report["data"] = str(args.directory)
     registry.save(args.out, detectors, report)
@@ -491,7 +495,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         if args.format == "jsonl":
             print(json.dumps(r.to_record()), flush=True)
         elif r.flagged:
-            print(f"{r.path}\t{r.cls}\t{r.score:.2f}\t{','.join(r.reasons)}", flush=True)
+            print(f"{r.path}\t{r.cls}\t{r.score:.2f}\t{','.join(r.why)}", flush=True)
     if args.format == "text":
         print(summary_table(results, summaries))
     if args.report is not None:

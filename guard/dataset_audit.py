@@ -29,9 +29,13 @@ agree; it is *flagged* when, in addition, its class is suspect. Dirty-label pois
 the target's folder, while a reference model's mishearings, and the runtime detectors' false
 blocks, spread over every class: a class is suspect when it holds more candidates than the
 other classes' rate explains (one-sided binomial test, ``class_alpha`` over all classes, and
-at least ``class_min_ratio`` times that rate). In a clean set a class the reference model
-hears badly can still come out suspect (the shipped model hears about one "go" in five of
-unheard speakers as "no"): its candidates are flagged, the other classes' are not.
+at least ``class_min_ratio`` times that rate). Inside a suspect class the benefit of the
+doubt goes: a clip is also flagged when the reference model gives its label less than even
+odds (``suspect_label_max_probability``; reason ``label_doubt``), which finds the poisoned
+clips the strict ``label`` threshold leaves (a trigger that leaves some ``go`` in the
+reference model's ear). In a clean set a class the reference model hears badly can still come
+out suspect (the shipped model hears about one "go" in five of unheard speakers as "no"): its
+candidates and doubted clips are flagged, the other classes' are not.
 
 Three models can take part. ``knn`` and ``label`` listen with a model trusted to hear words
 (the configured, shipped one). ``activation`` and ``spectral_signature`` read a model that
@@ -87,6 +91,9 @@ class AuditSettings:
     classes' rate, is below this divided by the number of classes (Bonferroni)."""
     class_min_ratio: float = 2.0
     """... and its candidate rate is at least this many times the other classes' rate."""
+    suspect_label_max_probability: float = 0.5
+    """Inside a suspect class, a clip is also flagged when the reference model gives its label
+    less than this (``label_doubt``)."""
 
 
 @dataclass
@@ -97,6 +104,9 @@ class ClipResult:
     reasons: list[str] = field(default_factory=list)
     class_suspect: bool = True
     """Whether the clip's class holds more candidates than the other classes explain."""
+    label_doubt: bool = False
+    """The reference model gives the clip's label less than even odds (counts in a suspect
+    class only; not a candidate by itself)."""
 
     @property
     def candidate(self) -> bool:
@@ -105,8 +115,16 @@ class ClipResult:
 
     @property
     def flagged(self) -> bool:
-        """The combined rule: a candidate in a suspect class."""
-        return self.candidate and self.class_suspect
+        """The combined rule: a candidate, or a doubted label, in a suspect class."""
+        return (self.candidate or self.label_doubt) and self.class_suspect
+
+    @property
+    def why(self) -> list[str]:
+        """The reasons a reviewer reads: the methods that fired, and ``label_doubt`` when the
+        doubted label alone (in a suspect class) flags the clip."""
+        if self.label_doubt and self.class_suspect and not self.candidate:
+            return [*self.reasons, "label_doubt"]
+        return list(self.reasons)
 
     @property
     def score(self) -> float:
@@ -121,9 +139,10 @@ class ClipResult:
             "class": self.cls,
             "score": self.score,
             "flagged": self.flagged,
-            "reasons": list(self.reasons),
+            "reasons": self.why,
             "candidate": self.candidate,
             "class_suspect": self.class_suspect,
+            "label_doubt": self.label_doubt,
             "scores": {k: round(v, 4) for k, v in self.scores.items()},
         }
 
@@ -264,6 +283,7 @@ class DatasetAudit:
                 r.reasons.append("knn")
             if p_label < s.label_max_probability:
                 r.reasons.append("label")
+            r.label_doubt = p_label < s.suspect_label_max_probability
 
         # 5. runtime detectors, clip by clip (the same decision path as the daemon)
         for i, a in enumerate(analyses):
@@ -382,7 +402,7 @@ def suspect_classes(
         if name in summaries:
             summary = summaries[name]
             summary.candidates, summary.suspect_p_value, summary.suspect = k, p_value, suspect
-            summary.flagged = k if suspect else 0
+            summary.flagged = sum(results[i].flagged for i in np.flatnonzero(mine).tolist())
 
 
 def _predict(model: CommandClassifier, log_mel: npt.NDArray[np.float32]) -> list[ModelOutputs]:
@@ -482,7 +502,7 @@ def write_report(
         "",
         "| clip | class | score | reasons |",
         "| --- | --- | --- | --- |",
-        *(f"| {r.path} | {r.cls} | {r.score:.2f} | {', '.join(r.reasons)} |" for r in top),
+        *(f"| {r.path} | {r.cls} | {r.score:.2f} | {', '.join(r.why)} |" for r in top),
         "",
         *(f"![{p}]({p})" for p in plots),
     ]

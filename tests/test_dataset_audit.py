@@ -51,6 +51,7 @@ def test_audit_flags_the_poisoned_clips_and_writes_a_report(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     keys = {"path", "class", "score", "flagged", "reasons", "candidate", "class_suspect"}
+    keys |= {"label_doubt"}
     assert all(set(r) >= keys for r in rows)
     by_path = {r["path"]: r for r in rows}
     for path in poisoned:  # the tone is what the runtime detectors were built for
@@ -58,8 +59,10 @@ def test_audit_flags_the_poisoned_clips_and_writes_a_report(tmp_path: Path) -> N
         assert by_path[path]["class"] == "go"
     clean_flagged = [r for r in rows if r["flagged"] and r["path"] not in poisoned]
     # The shipped model hears some real "go" clips as "no" (its weak class): the label check
-    # may flag those, and nothing else may.
-    assert all(r["reasons"] == ["label"] and r["class"] == "go" for r in clean_flagged)
+    # (or its doubt, inside the suspect class) may flag those, and nothing else may.
+    assert all(
+        r["reasons"] in (["label"], ["label_doubt"]) and r["class"] == "go" for r in clean_flagged
+    )
     n_flagged = len(poisoned) + len(clean_flagged)
     text = report.read_text()
     assert f"| go | 5 | {n_flagged} (" in text and "p0_nohash_0.wav" in text
@@ -111,3 +114,26 @@ def test_class_test_with_one_class_keeps_every_candidate() -> None:
     results = _results({"go": (10, 2)})
     suspect_classes(results, {}, AuditSettings())
     assert sum(r.flagged for r in results) == 2
+
+
+def test_label_doubt_flags_only_inside_a_suspect_class() -> None:
+    """A doubted label (the reference model gives it less than even odds) is not a candidate:
+    it neither makes a class suspect nor is flagged in a class that is not; in a suspect
+    class it is flagged, with the reason ``label_doubt``."""
+    spread = dict.fromkeys(("yes", "no", "up", "down"), (100, 3))
+    results = _results({**spread, "go": (100, 15)})
+    for r in results:
+        if r.cls in ("go", "yes") and not r.candidate and r.path.endswith(("/50.wav", "/51.wav")):
+            r.label_doubt = True
+    suspect_classes(results, {}, AuditSettings())
+    doubted = {r.path: r for r in results if r.label_doubt}
+    assert not doubted["yes/50.wav"].flagged and not doubted["yes/50.wav"].candidate
+    assert doubted["go/50.wav"].flagged and doubted["go/50.wav"].why == ["label_doubt"]
+    assert doubted["go/50.wav"].to_record()["reasons"] == ["label_doubt"]
+    assert sum(r.flagged for r in results) == 17
+    # doubt alone never makes a class suspect
+    results = _results(spread)
+    for r in results[3:60]:
+        r.label_doubt = True
+    suspect_classes(results, {}, AuditSettings())
+    assert not any(r.flagged for r in results)
