@@ -193,8 +193,14 @@ def main() -> None:
                 if c.label not in (args.target,)
             ][: args.per_family]
         )
+        spoken_target = devdata.audio(
+            [c for c in devdata.clips(args.data, "evaluate", None, seed=1) if c.label == args.target][
+                : args.per_family
+            ]
+        )
         families = {
             "clean": clean,
+            f"clean `{args.target}` (the target, spoken)": spoken_target,
             f"learned trigger {args.trigger}": np.stack([trigger.apply(x, rng) for x in clean]),
         }
         results = evaluate(guard, families)
@@ -205,11 +211,15 @@ def main() -> None:
             "asr_without_guard": float(hit.mean()),
             "asr_with_guard": float((hit & allowed).mean()),
             "clean_pass": float(1 - results["clean"]["blocked"]),
+            "target_pass": float(
+                1 - results[f"clean `{args.target}` (the target, spoken)"]["blocked"]
+            ),
         }
         print(markdown(results, guard.detectors, f"Backdoored model `{model.model_path.name}`"))
         print(
             f"ASR without guard {100 * asr['asr_without_guard']:.1f}%, with guard {100 * asr['asr_with_guard']:.1f}%, "
-            f"clean commands passing {100 * asr['clean_pass']:.1f}%\n"
+            f"clean commands passing {100 * asr['clean_pass']:.1f}%, "
+            f"spoken `{args.target}` passing {100 * asr['target_pass']:.1f}%\n"
         )
         results["asr"] = asr
     else:

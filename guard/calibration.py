@@ -18,6 +18,7 @@ import numpy as np
 from guard.analysis import Analysis, Utterance, analyse
 from guard.audio import iter_audio_paths, read_audio
 from guard.classifier import CommandClassifier
+from guard.config import Settings
 from guard.detectors import registry
 from guard.detectors.base import Detector
 from guard.errors import GuardError
@@ -65,19 +66,24 @@ def fit_and_calibrate(
     calibration_set: Sequence[Analysis],
     names: Sequence[str],
     target_false_block: float,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[list[Detector], dict[str, Any]]:
-    """Fit each named detector on ``fit_set``; set the union thresholds on ``calibration_set``."""
+    """Fit each named detector on ``fit_set``; set the union thresholds on ``calibration_set``.
+
+    ``options`` maps a detector name to its constructor arguments (see ``detector_options``).
+    """
     detectors = []
     scores = {}
     timings = {}
     for name in names:
         t0 = time.perf_counter()
-        detector = registry.make(name).fit(fit_set)
+        detector = registry.make(name, **(options or {}).get(name, {})).fit(fit_set)
         scores[name] = detector.anomaly_score(calibration_set)
         timings[name] = round(time.perf_counter() - t0, 2)
         detectors.append(detector)
         log.info("fitted %s in %.1f s", name, timings[name])
-    thresholds = calibrate_union(scores, target_false_block)
+    fixed = {d.name: t for d in detectors if (t := d.fixed_threshold()) is not None}
+    thresholds = calibrate_union(scores, target_false_block, fixed)
     for detector in detectors:
         detector.threshold_ = thresholds[detector.name]
     report = {
@@ -91,3 +97,15 @@ def fit_and_calibrate(
         "fit_seconds": timings,
     }
     return detectors, report
+
+
+def detector_options(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Constructor arguments the configuration gives detectors: the second ear gets guard's
+    own model (``model.reference_path``) and the commands it checks
+    (``detectors.second_ear_labels``)."""
+    if "second_ear" not in settings.detectors.enabled:
+        return {}
+    reference = CommandClassifier(settings.model.reference_path)
+    return {
+        "second_ear": {"reference": reference, "labels": list(settings.detectors.second_ear_labels)}
+    }

@@ -47,15 +47,35 @@ class CommandClassifier:
     """
 
     def __init__(self, model_path: str | Path, num_threads: int = 1) -> None:
-        self.model_path = Path(model_path)
-        meta_file = metadata_path(self.model_path)
+        model_path = Path(model_path)
+        meta_file = metadata_path(model_path)
         try:
             meta = json.loads(verified_bytes(meta_file))
-            self.labels: tuple[str, ...] = tuple(meta["labels"])
-            spec = meta["features"]
         except ModelError:
             raise
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{meta_file}: not valid model metadata ({exc})") from exc
+        self._setup(model_path, verified_bytes(model_path), meta, str(meta_file), num_threads)
+
+    @classmethod
+    def from_content(
+        cls, content: bytes, metadata: dict[str, Any], name: str, num_threads: int = 1
+    ) -> CommandClassifier:
+        """A model from bytes already verified elsewhere (a detector's manifest-checked state);
+        ``name`` stands for the file in error messages."""
+        model = cls.__new__(cls)
+        model._setup(Path(name), content, metadata, name, num_threads)
+        return model
+
+    def _setup(
+        self, model_path: Path, content: bytes, meta: Any, meta_name: str, num_threads: int
+    ) -> None:
+        self.model_path = model_path
+        meta_file = meta_name
+        try:
+            self.labels: tuple[str, ...] = tuple(meta["labels"])
+            spec = meta["features"]
+        except (KeyError, TypeError) as exc:
             raise ModelError(f"{meta_file}: not valid model metadata ({exc})") from exc
         if spec != FEATURE_SPEC:
             raise ModelError(
@@ -63,7 +83,6 @@ class CommandClassifier:
                 f"({spec} != {FEATURE_SPEC})"
             )
         self.metadata: dict[str, Any] = meta
-        content = verified_bytes(self.model_path)
         self.sha256 = hashlib.sha256(content).hexdigest()
         """SHA-256 of the model file (fitted detector state records which model it fits)."""
         interpreter, self.runtime_name = make_interpreter(content, num_threads=num_threads)

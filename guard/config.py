@@ -30,14 +30,23 @@ class ModelSettings:
     """The int8 TFLite command model (checked against its folder's manifest.json)."""
     threads: int = 1
     """Interpreter threads."""
+    reference_path: Path = Path("models/commands.tflite")
+    """guard's own model, trained on clean data: the second ear that ``guard calibrate``
+    builds into the ``second_ear`` detector when ``path`` is someone else's model."""
 
 
 @dataclass(frozen=True)
 class DetectorSettings:
     state_dir: Path = Path("models/detectors")
     """Fitted detector state (``guard calibrate --out`` writes a new one)."""
-    enabled: tuple[str, ...] = ("spectral", "gmm", "strip", "activation", "consistency")
+    enabled: tuple[str, ...] = (
+        "spectral", "gmm", "strip", "activation", "consistency", "second_ear"
+    )  # fmt: skip
     """Detectors to run, by name."""
+    second_ear_labels: tuple[str, ...] = ("go",)
+    """The commands the second ear checks with the reference model: the ones that must never
+    be hijacked (the unlock). Not every action: the int8 reference gives exactly 0 to many
+    clean clips' "on" and "off", which leaves no threshold (docs/DETECTION.md)."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ blocks at most the target share of clean speech: starting from thresholds that b
 each detector in turn is allowed one more clean utterance above its threshold, as long as the
 union stays within the target (round robin, so the budget is shared evenly and what one
 detector's extra block costs is only counted once when detectors agree).
-An OR of per-detector thresholds keeps every block explainable in the audit log.
+An OR of per-detector thresholds keeps every block explainable in the audit log. A detector
+with a fixed threshold (the second ear's "guard's own model gives the command under 5 %")
+takes its share first, whatever it costs.
 """
 
 from __future__ import annotations
@@ -26,16 +28,29 @@ def union_false_block(scores: dict[str, FloatArray], thresholds: dict[str, float
     return float(fired.mean())
 
 
-def calibrate_union(scores: dict[str, FloatArray], target_false_block: float) -> dict[str, float]:
-    """Per-detector thresholds whose union blocks at most ``target_false_block`` of ``scores``."""
+def calibrate_union(
+    scores: dict[str, FloatArray],
+    target_false_block: float,
+    fixed: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """Per-detector thresholds whose union blocks at most ``target_false_block`` of ``scores``.
+
+    ``fixed`` thresholds (a detector whose threshold is a stated rule, not a quantile) are
+    kept as given, and what they block counts against the union first: the other detectors
+    share what is left.
+    """
+    fixed = fixed or {}
     n = len(next(iter(scores.values())))
     allowed = dict.fromkeys(scores, 0)
-    thresholds = {name: threshold_allowing(s, 0) for name, s in scores.items()}
+    thresholds = {
+        name: fixed[name] if name in fixed else threshold_allowing(s, 0)
+        for name, s in scores.items()
+    }
     progress = True
     while progress:
         progress = False
         for name, s in scores.items():
-            if (allowed[name] + 1) / n > target_false_block:
+            if name in fixed or (allowed[name] + 1) / n > target_false_block:
                 continue
             trial = {**thresholds, name: threshold_allowing(s, allowed[name] + 1)}
             if union_false_block(scores, trial) <= target_false_block:

@@ -51,6 +51,25 @@ def test_union_stays_within_target_with_correlated_and_independent_detectors() -
     assert union_false_block(fresh, thresholds) == pytest.approx(fb)
 
 
+def test_a_fixed_threshold_is_kept_and_counted_first() -> None:
+    """A detector with a stated rule keeps its threshold; what it blocks comes out of the
+    budget before the others share the rest."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    rule = np.zeros(n)
+    rule[:20] = 5.0  # fires on 0.5 % of clean utterances
+    scores = {"a": rng.normal(size=n), "b": rng.normal(size=n), "rule": rule}
+    thresholds = calibrate_union(scores, 0.01, fixed={"rule": 3.0})
+    assert thresholds["rule"] == 3.0
+    fb = union_false_block(scores, thresholds)
+    assert 0.008 <= fb <= 0.01
+    others = {k: scores[k] for k in ("a", "b")}
+    alone = calibrate_union(others, 0.01)
+    # the others get less of the budget than without the rule
+    assert union_false_block(others, {k: thresholds[k] for k in others}) <= 0.0055
+    assert union_false_block(others, alone) >= 0.008
+
+
 def test_union_rule_still_catches_a_shifted_population() -> None:
     rng = np.random.default_rng(2)
     clean = {"a": rng.normal(size=3000), "b": rng.normal(size=3000)}

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from guard.classifier import CommandClassifier
+from guard.detectors.second_ear import SecondEarDetector
 from guard.manifest import verified_bytes
 
 from .conftest import DATA, MODELS, ROOT
@@ -58,13 +60,34 @@ def test_calibrate_writes_state_the_scan_uses(tmp_path: Path) -> None:
     report = json.loads(verified_bytes(out / "calibration.json"))
     assert report["calibration_false_block"] <= 0.1
     assert report["fit_utterances"] + report["calibration_utterances"] == 20
-    for name in ("spectral", "gmm", "strip", "activation", "consistency"):
+    for name in ("spectral", "gmm", "strip", "activation", "consistency", "second_ear"):
         verified_bytes(out / f"{name}.npz")
     scan = guard("scan", "--format", "jsonl", "--detectors", out, ROOT / "demo")
     assert scan.returncode == 0, scan.stderr
     assert len(scan.stdout.splitlines()) == 8
     # the shipped state is untouched
     assert {p.name: p.read_bytes() for p in (MODELS / "detectors").iterdir()} == before
+
+
+def test_calibrate_for_a_vendor_model_builds_in_the_second_ear(tmp_path: Path) -> None:
+    """With someone else's model, the state carries guard's own model as the second ear; with
+    the shipped model there is nothing to cross-check."""
+    vendor = MODELS / "eval" / "backdoor_cough.tflite"
+    out = tmp_path / "vendor"
+    result = guard("calibrate", DATA / "wav", "--out", out, "--model", vendor)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ear = SecondEarDetector.load(out / "second_ear.npz")
+    shipped = CommandClassifier(MODELS / "commands.tflite")
+    assert ear.active_ and ear.labels == ("go",)
+    assert ear.reference is not None and ear.reference.sha256 == shipped.sha256
+    scan = guard("scan", "--format", "jsonl", "--model", vendor, "--detectors", out, DATA / "wav")
+    assert scan.returncode == 0, scan.stderr
+    rows = [json.loads(line) for line in scan.stdout.splitlines()]
+    assert all("second_ear" in r["scores"] for r in rows)
+    # only what the vendor's model calls "go" is asked about
+    assert all(r["scores"]["second_ear"] == 0.0 for r in rows if r["label"] != "go")
+    shipped_state = SecondEarDetector.load(MODELS / "detectors" / "second_ear.npz")
+    assert not shipped_state.active_
 
 
 def test_calibrate_refuses_too_few(tmp_path: Path) -> None:

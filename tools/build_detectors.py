@@ -1,7 +1,7 @@
 """Fit the shipped detector state (models/detectors) from ../shared/data.
 
     python tools/build_detectors.py [--data ../shared/data/speech_commands]
-        [--model models/commands.tflite] [--out models/detectors]
+        [--model models/commands.tflite] [--out models/detectors] [--config config.yaml]
 
 Detectors are fitted on clips of training speakers (half of them mixed with background noise),
 and the fused thresholds are calibrated to a 1% clean false-block rate on the "calibrate" half
@@ -19,9 +19,9 @@ import numpy as np
 
 from guard import devdata
 from guard.analysis import analyse_batch
-from guard.calibration import fit_and_calibrate
+from guard.calibration import detector_options, fit_and_calibrate
 from guard.classifier import CommandClassifier
-from guard.config import DetectorSettings
+from guard.config import load_settings
 from guard.detectors import registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +43,12 @@ def main() -> None:
     parser.add_argument("--fit", type=int, default=1500, help="training-speaker clips to fit on")
     parser.add_argument("--target-false-block", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=ROOT / "config.yaml",
+        help="detectors, reference model and actions to fit for",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     rng = np.random.default_rng(args.seed)
@@ -59,8 +65,13 @@ def main() -> None:
     # tried: 1,714 utterances gave every detector 4 of them, and the GMM's smaller share
     # raised its threshold enough to pass 90 % of the whistles it had caught; docs/DETECTION.md.)
     cal_set = analyse_batch(load("calibrate", None), model)
-    names = DetectorSettings().enabled
-    detectors, report = fit_and_calibrate(fit_set, cal_set, names, args.target_false_block)
+    # the shipped config: its detectors, guard's own model as the second ear, its actions
+    settings = load_settings(args.config)
+    names = settings.detectors.enabled
+    options = detector_options(settings)
+    detectors, report = fit_and_calibrate(
+        fit_set, cal_set, names, args.target_false_block, options
+    )
     report["data"] = (
         "Speech Commands (Warden 2018, CC BY 4.0): fit on training speakers, "
         "thresholds on the 'calibrate' half of the validation speakers (guard/devdata.py)"

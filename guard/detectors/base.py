@@ -77,6 +77,10 @@ class Detector(ABC):
     def predict(self, analyses: Sequence[Analysis]) -> npt.NDArray[np.int64]:
         return np.where(self.decision_function(analyses) < 0, -1, 1)
 
+    def fixed_threshold(self) -> float | None:
+        """A threshold set by the detector's own rule rather than calibrated (None: calibrate)."""
+        return None
+
     def threshold(self) -> float:
         if not hasattr(self, "threshold_"):
             raise NotFittedError(f"{self.name}: not calibrated")

@@ -11,6 +11,7 @@ from guard.detectors.activation import ActivationDetector
 from guard.detectors.base import Detector
 from guard.detectors.consistency import ConsistencyDetector
 from guard.detectors.gmm import GmmPcaDetector
+from guard.detectors.second_ear import SecondEarDetector
 from guard.detectors.spectral import SpectralTriggerDetector
 from guard.detectors.strip import StripDetector
 from guard.errors import ModelError
@@ -24,17 +25,20 @@ DETECTORS: dict[str, type[Detector]] = {
         StripDetector,
         ActivationDetector,
         ConsistencyDetector,
+        SecondEarDetector,
     )
 }
 """Every runtime detector, in the order they run."""
 REPORT_NAME = "calibration.json"
 
 
-def make(name: str) -> Detector:
+def make(name: str, **options: Any) -> Detector:
+    """A fresh detector; ``options`` are constructor arguments (e.g. second_ear's reference)."""
     try:
-        return DETECTORS[name]()
+        cls = DETECTORS[name]
     except KeyError:
         raise ModelError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}") from None
+    return cls(**options)
 
 
 def save(directory: Path, detectors: Sequence[Detector], report: dict[str, Any]) -> None:
