@@ -194,9 +194,11 @@ def main() -> None:
             ][: args.per_family]
         )
         spoken_target = devdata.audio(
-            [c for c in devdata.clips(args.data, "evaluate", None, seed=1) if c.label == args.target][
-                : args.per_family
-            ]
+            [
+                c
+                for c in devdata.clips(args.data, "evaluate", None, seed=1)
+                if c.label == args.target
+            ][: args.per_family]
         )
         families = {
             "clean": clean,

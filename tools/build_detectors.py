@@ -69,9 +69,7 @@ def main() -> None:
     settings = load_settings(args.config)
     names = settings.detectors.enabled
     options = detector_options(settings)
-    detectors, report = fit_and_calibrate(
-        fit_set, cal_set, names, args.target_false_block, options
-    )
+    detectors, report = fit_and_calibrate(fit_set, cal_set, names, args.target_false_block, options)
     report["data"] = (
         "Speech Commands (Warden 2018, CC BY 4.0): fit on training speakers, "
         "thresholds on the 'calibrate' half of the validation speakers (guard/devdata.py)"
