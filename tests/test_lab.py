@@ -204,7 +204,7 @@ def sets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--n-blackbox",
         "2",
         "--attacks",
-        "fgsm,pgd,universal,hopskipjump,pgd_eot",
+        "fgsm,pgd,universal,hopskipjump,pgd_eot,pgd_ear",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
@@ -221,8 +221,10 @@ def test_lab_attack_builds_every_set(sets_dir: Path) -> None:
         "adv_universal",
         "adv_hopskipjump",
         "adv_pgd_eot",
+        "adv_pgd_ear",
     }
     assert index["model_sha256"] and index["target"] == "go"
+    assert index["sets"]["adv_pgd_ear"]["kind"] == "trigger"  # it succeeds as the backdoor
     with np.load(sets_dir / "clean.npz", allow_pickle=False) as clean:
         x = clean["audio"]
     assert x.dtype == np.float32 and x.shape[1] == 16_000 and 1 <= len(x) <= 6
@@ -234,6 +236,22 @@ def test_lab_attack_builds_every_set(sets_dir: Path) -> None:
     assert index["sets"]["adv_hopskipjump"]["n"] == min(2, len(x))
     with np.load(sets_dir / "trigger.npz", allow_pickle=False) as trig:
         assert np.abs(trig["audio"] - x).max() > 0.05  # the cough is in there
+        triggered = trig["audio"]
+    # pgd_ear: the triggered clips, nudged (>= 25 dB below them) until guard's own model
+    # hears "go" too
+    from guard.analysis import analyse_batch
+    from guard.classifier import CommandClassifier
+
+    with np.load(sets_dir / "adv_pgd_ear.npz", allow_pickle=False) as ear:
+        assert np.all(ear["snr_db"] >= 25.0 - 0.5)
+        nudged = ear["audio"]
+    reference = CommandClassifier(MODELS / "commands.tflite")
+    go = reference.labels.index("go")
+
+    def p_go(audio: np.ndarray) -> float:
+        return float(np.mean([a.probabilities[go] for a in analyse_batch(audio, reference)]))
+
+    assert p_go(nudged) > p_go(triggered) + 0.3
 
 
 def test_lab_evaluate_writes_the_report(sets_dir: Path, tmp_path: Path) -> None:

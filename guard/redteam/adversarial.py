@@ -19,8 +19,10 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float32]
 WHITE_BOX = ("fgsm", "pgd", "cw_l2", "deepfool", "newtonfool", "universal")
 BLACK_BOX = ("hopskipjump",)
-ADAPTIVE = ("pgd_eot",)
-"""PGD through the consistency detector's transforms (guard/redteam/eot.py)."""
+ADAPTIVE = ("pgd_eot", "pgd_ear")
+"""``pgd_eot``: PGD through the consistency detector's transforms (guard/redteam/eot.py).
+``pgd_ear``: on a backdoored model, the triggered clip plus a targeted PGD that makes guard's
+own reference model hear the target too (past the second ear)."""
 ATTACKS = (*WHITE_BOX, *BLACK_BOX, *ADAPTIVE)
 
 
@@ -65,8 +67,15 @@ def blackbox_classifier(model: Any) -> Any:
     )
 
 
-def generate(name: str, classifier: Any, x: FloatArray, snr_target_db: float = 25.0) -> FloatArray:
-    """Untargeted adversarial versions of ``x`` (n, 16000) with attack ``name``.
+def generate(
+    name: str,
+    classifier: Any,
+    x: FloatArray,
+    snr_target_db: float = 25.0,
+    target_index: int | None = None,
+) -> FloatArray:
+    """Adversarial versions of ``x`` (n, 16000) with attack ``name``: untargeted, or towards
+    class ``target_index`` (PGD only).
 
     ``classifier`` is ``art_classifier(twin)`` for the white-box attacks and
     ``blackbox_classifier(model)`` for HopSkipJump.
@@ -87,8 +96,18 @@ def generate(name: str, classifier: Any, x: FloatArray, snr_target_db: float = 2
         attack: Any = FastGradientMethod(classifier, eps=eps, eps_step=eps, batch_size=64)
     elif name == "pgd":
         attack = ProjectedGradientDescent(
-            classifier, eps=eps, eps_step=eps / 4, max_iter=20, batch_size=64, verbose=False
+            classifier,
+            eps=eps,
+            eps_step=eps / 4,
+            max_iter=20 if target_index is None else 40,
+            targeted=target_index is not None,
+            batch_size=64,
+            verbose=False,
         )
+        if target_index is not None:
+            y = np.zeros((len(x), classifier.nb_classes), dtype=np.float32)
+            y[:, target_index] = 1.0
+            return np.asarray(attack.generate(x=x.astype(np.float32), y=y), dtype=np.float32)
     elif name == "cw_l2":
         attack = CarliniL2Method(
             classifier,

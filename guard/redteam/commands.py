@@ -70,6 +70,12 @@ def add_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--n-blackbox", type=int, default=40, help="clips for HopSkipJump (slow)")
     p.add_argument("--target", default=None, help="default: the card's target, else go")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="guard's own model, which pgd_ear attacks (default: the shipped one)",
+    )
     p.set_defaults(func=_attack)
 
     p = cmds.add_parser("evaluate", help="guard and ART's defences on the sets: one report")
@@ -152,6 +158,7 @@ def _attack(args: argparse.Namespace) -> int:
         args.target,
         args.seed,
         _command_line(),
+        args.reference,
     )
     for name, entry in index["sets"].items():
         snr = "" if entry["snr_db_median"] is None else f", median SNR {entry['snr_db_median']} dB"

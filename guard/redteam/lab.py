@@ -34,6 +34,7 @@ from guard.detectors import registry
 from guard.errors import GuardError
 from guard.guard import Guard
 from guard.manifest import verified_bytes
+from guard.paths import default_model_path
 from guard.redteam.metrics import (
     AttackOutcome,
     auroc,
@@ -137,8 +138,11 @@ def attack(
     target: str | None = None,
     seed: int = 0,
     command_line: str = "",
+    reference: Path | None = None,
 ) -> dict[str, Any]:
-    """Build the evaluation sets for ``model_path`` into ``out_dir``; returns the index."""
+    """Build the evaluation sets for ``model_path`` into ``out_dir``; returns the index.
+
+    ``reference``: guard's own model, which ``pgd_ear`` attacks (default: the shipped one)."""
     from guard.redteam.adversarial import ATTACKS, WHITE_BOX, snr_db
 
     unknown = sorted(set(attacks) - set(ATTACKS))
@@ -177,6 +181,7 @@ def attack(
             np.full(0, np.nan),
         ),
     ]
+    triggered: FloatArray | None = None
     if card.get("trigger"):
         trigger = card_trigger(card, data_dir.parent / "triggers")
         triggered = np.stack([trigger.apply(x, rng) for x in clean])
@@ -206,6 +211,13 @@ def attack(
             how = "adaptive: through the consistency detector's transforms, on the float twin"
             count = max(8, len(clean) // 3)  # 8 forward passes per step: the slowest
             sets.append(_adversarial("pgd", eot, clean[:count], how, name="pgd_eot"))
+    if "pgd_ear" in attacks:
+        if triggered is None:
+            raise GuardError(
+                f"{model_path}: pgd_ear needs a backdoored model (its card names no trigger)"
+            )
+        ear = reference or default_model_path()
+        sets.append(_past_the_second_ear(triggered, ear, target))
     if "hopskipjump" in attacks:
         from guard.redteam.adversarial import blackbox_classifier
 
@@ -262,6 +274,31 @@ def _adversarial(
         f"ART {attack} ({how}), untargeted",
         np.arange(len(x)),
         snr_db(x, x_adv),
+    )
+
+
+def _past_the_second_ear(triggered: FloatArray, reference: Path, target: str) -> EvalSet:
+    """The adaptive attacker who knows the second ear: the triggered clips (the vendor's model
+    hears the target) plus a targeted PGD, at 25 dB below the triggered clip, that makes guard's
+    own reference model hear the target as well. The reference is public (it ships with
+    guard), so its float twin is a fair white box."""
+    from guard.redteam.adversarial import art_classifier, generate, snr_db
+    from guard.redteam.twin import load_twin
+
+    ref = CommandClassifier(reference)
+    twin = art_classifier(load_twin(reference, logits=True))
+    started = time.perf_counter()
+    x_adv = generate("pgd", twin, triggered, target_index=ref.labels.index(target))
+    _say(f"attack pgd_ear: {len(x_adv)} clips in {time.perf_counter() - started:.1f} s")
+    return EvalSet(
+        "adv_pgd_ear",
+        "trigger",
+        x_adv,
+        f"adaptive: the learned trigger plus ART PGD targeted at {target!r} on the float twin "
+        f"of guard's reference model {reference.name} (past the second ear), 25 dB below the "
+        "triggered clip",
+        np.arange(len(x_adv)),
+        snr_db(triggered, x_adv),
     )
 
 
