@@ -100,12 +100,12 @@ def fit_and_calibrate(
 
 
 def detector_options(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Constructor arguments the configuration gives detectors: the second ear gets guard's
+    """Constructor arguments the configuration gives detectors: the second ears get guard's
     own model (``model.reference_path``) and the commands it checks
     (``detectors.second_ear_labels``)."""
-    if "second_ear" not in settings.detectors.enabled:
+    ears = [n for n in ("second_ear", "second_ear_consistency") if n in settings.detectors.enabled]
+    if not ears:
         return {}
     reference = CommandClassifier(settings.model.reference_path)
-    return {
-        "second_ear": {"reference": reference, "labels": list(settings.detectors.second_ear_labels)}
-    }
+    labels = list(settings.detectors.second_ear_labels)
+    return {name: {"reference": reference, "labels": labels} for name in ears}

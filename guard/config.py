@@ -40,7 +40,8 @@ class DetectorSettings:
     state_dir: Path = Path("models/detectors")
     """Fitted detector state (``guard calibrate --out`` writes a new one)."""
     enabled: tuple[str, ...] = (
-        "spectral", "gmm", "strip", "activation", "consistency", "second_ear"
+        "spectral", "gmm", "strip", "activation", "consistency", "second_ear",
+        "second_ear_consistency",
     )  # fmt: skip
     """Detectors to run, by name."""
     second_ear_labels: tuple[str, ...] = ("go",)

@@ -15,7 +15,7 @@ from guard.analysis import analyse_batch
 from guard.audio import fit_window, read_audio
 from guard.classifier import CommandClassifier
 from guard.detectors.base import NotFittedError
-from guard.detectors.second_ear import SecondEarDetector
+from guard.detectors.second_ear import SecondEarConsistencyDetector, SecondEarDetector
 from guard.errors import ModelError
 from guard.features import CLIP_SAMPLES
 from guard.manifest import write_manifest
@@ -112,3 +112,35 @@ def test_a_tampered_reference_is_refused(
     path.write_bytes(bytes(data))
     with pytest.raises(ModelError):
         SecondEarDetector.load(path)
+
+
+def test_the_consistency_ear_hears_a_perturbation_aimed_at_the_reference(
+    classifier: CommandClassifier, clean: np.ndarray
+) -> None:
+    """The attacker who knows the second ear: the vendor's trigger plus a targeted PGD that
+    makes guard's own model hear "go" too (ART, on the reference's float twin). The
+    probability ear is fooled; the reference's prediction is unstable under re-framing."""
+    from guard.redteam.adversarial import art_classifier, generate
+    from guard.redteam.twin import load_twin
+
+    vendor = CommandClassifier(BACKDOOR)
+    trigger = Trigger(TriggerSpec(**vendor.metadata["trigger"]), base_dir=TRIGGERS)
+    rng = np.random.default_rng(0)
+    clean_a = analyse_batch(clean, vendor)
+    ear = SecondEarDetector(reference=classifier).fit(clean_a)
+    ear_c = SecondEarConsistencyDetector(reference=classifier).fit(clean_a)
+    assert ear_c.active_
+    triggered = np.stack([trigger.apply(x, rng) for x in clean[:16]])
+    twin = art_classifier(load_twin(MODELS / "commands_float.tflite", logits=True))
+    x_adv = generate("pgd", twin, triggered, target_index=classifier.labels.index("go"))
+    hijacked = [a for a in analyse_batch(x_adv, vendor) if a.label == "go"]
+    assert len(hijacked) >= 10
+    past_the_ear = [a for a in hijacked if ear.predict([a])[0] == 1]
+    assert len(past_the_ear) >= 0.7 * len(hijacked)  # the reference now hears "go" too
+    # what clean speech the vendor hears as "go" scores on the reference's consistency
+    clean_go = [a for a in clean_a if a.label == "go"]
+    threshold = max(ear_c.anomaly_score(clean_go))
+    caught = ear_c.anomaly_score(past_the_ear) > threshold
+    assert caught.mean() >= 0.5, caught.mean()
+    # everything else scores 0
+    assert not np.any(ear_c.anomaly_score([a for a in clean_a if a.label != "go"]))

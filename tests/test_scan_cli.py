@@ -60,7 +60,8 @@ def test_calibrate_writes_state_the_scan_uses(tmp_path: Path) -> None:
     report = json.loads(verified_bytes(out / "calibration.json"))
     assert report["calibration_false_block"] <= 0.1
     assert report["fit_utterances"] + report["calibration_utterances"] == 20
-    for name in ("spectral", "gmm", "strip", "activation", "consistency", "second_ear"):
+    names = ("spectral", "gmm", "strip", "activation", "consistency", "second_ear")
+    for name in (*names, "second_ear_consistency"):
         verified_bytes(out / f"{name}.npz")
     scan = guard("scan", "--format", "jsonl", "--detectors", out, ROOT / "demo")
     assert scan.returncode == 0, scan.stderr

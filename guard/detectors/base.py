@@ -63,10 +63,17 @@ class Detector(ABC):
         if not clean:
             raise ValueError(f"{self.name}: fit needs at least one clean utterance")
         self._fit(clean)
+        fixed = self.fixed_threshold()
+        if fixed is not None:  # a stated rule needs no calibration
+            self.threshold_ = fixed
         return self
 
     def calibrate(self: D, held_out_clean: Sequence[Analysis], target_false_block: float) -> D:
         """Set ``threshold_`` so ``target_false_block`` of these clean utterances score above it."""
+        fixed = self.fixed_threshold()
+        if fixed is not None:
+            self.threshold_ = fixed
+            return self
         scores = self.anomaly_score(held_out_clean)
         self.threshold_ = threshold_for(scores, target_false_block)
         return self

@@ -11,7 +11,7 @@ from guard.detectors.activation import ActivationDetector
 from guard.detectors.base import Detector
 from guard.detectors.consistency import ConsistencyDetector
 from guard.detectors.gmm import GmmPcaDetector
-from guard.detectors.second_ear import SecondEarDetector
+from guard.detectors.second_ear import SecondEarConsistencyDetector, SecondEarDetector
 from guard.detectors.spectral import SpectralTriggerDetector
 from guard.detectors.strip import StripDetector
 from guard.errors import ModelError
@@ -26,6 +26,7 @@ DETECTORS: dict[str, type[Detector]] = {
         ActivationDetector,
         ConsistencyDetector,
         SecondEarDetector,
+        SecondEarConsistencyDetector,
     )
 }
 """Every runtime detector, in the order they run."""
