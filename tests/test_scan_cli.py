@@ -95,3 +95,17 @@ def test_calibrate_refuses_too_few(tmp_path: Path) -> None:
     result = guard("calibrate", ROOT / "demo", "--out", tmp_path / "x")
     assert result.returncode == 2
     assert "need at least 10 recordings" in result.stderr
+
+
+def test_state_without_a_configured_detector_is_one_line(tmp_path: Path) -> None:
+    """State from an older guard lacks the detectors added since: refused, naming the file."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(MODELS / "detectors", old)
+    (old / "second_ear_consistency.npz").unlink()
+    result = guard("scan", "--detectors", old, ROOT / "demo" / "yes_clean.wav")
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"guard: error: {old / 'second_ear_consistency.npz'}: not found")
+    assert "guard calibrate" in line

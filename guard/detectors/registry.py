@@ -59,7 +59,13 @@ def load(directory: Path, names: Sequence[str]) -> list[Detector]:
     for name in names:
         if name not in DETECTORS:
             raise ModelError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
-        out.append(DETECTORS[name].load(directory / f"{name}.npz"))
+        path = directory / f"{name}.npz"
+        if not path.is_file():
+            raise ModelError(
+                f"{path}: not found: this state has no {name!r} detector (fitted by an older "
+                "guard, or for other detectors.enabled); run guard calibrate again"
+            )
+        out.append(DETECTORS[name].load(path))
     return out
 
 
