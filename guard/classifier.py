@@ -68,10 +68,9 @@ class CommandClassifier:
         return model
 
     def _setup(
-        self, model_path: Path, content: bytes, meta: Any, meta_name: str, num_threads: int
+        self, model_path: Path, content: bytes, meta: Any, meta_file: str, num_threads: int
     ) -> None:
         self.model_path = model_path
-        meta_file = meta_name
         try:
             self.labels: tuple[str, ...] = tuple(meta["labels"])
             spec = meta["features"]
