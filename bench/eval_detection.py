@@ -180,6 +180,12 @@ def main() -> None:
     parser.add_argument(
         "--adversarial", type=int, default=0, help="clips to attack with ART (0 = skip)"
     )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="input space: keep the families whose name starts with one of these "
+        "(comma-separated), e.g. 'clean' for the clean and noisy rows alone",
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     model = CommandClassifier(args.model or ROOT / "models/commands.tflite")
@@ -226,6 +232,9 @@ def main() -> None:
         results["asr"] = asr
     else:
         families = family_inputs(args.data, args.per_family, rng)
+        if args.only:
+            keep = tuple(args.only.split(","))
+            families = {k: v for k, v in families.items() if k.startswith(keep)}
         if args.adversarial:
             families.update(
                 adversarial_inputs(families["clean"], model.model_path, args.adversarial, model)

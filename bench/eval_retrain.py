@@ -11,7 +11,12 @@
 3. Retrain the same architecture with the same recipe on the clips the audit did not flag
    (``TrainConfig.drop``) and measure the attack success rate of the retrained model on the
    validation speakers, as the trainer measures every fixture's.
-Needs the ``train`` extra. Two cores, ~25 min for a 12-epoch DS-CNN.
+4. ``--training-seeds 0,1,2`` retrains the same kept set once per seed (weights, sampling,
+   augmentation; the data stay the fixture's), since one training run's ASR moves by a few
+   points from run to run. Every model (the fixture, each retrained one, and the shipped clean
+   model as the floor: what a model that never saw the trigger says) is scored on the *same*
+   triggered validation clips.
+Needs the ``train`` extra. Two cores, ~25 min per 12-epoch DS-CNN run.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 from guard.classifier import CommandClassifier
 from guard.dataset_audit import DatasetAudit
 from guard.detectors import registry
+from guard.features import log_mel_from_samples
 from guard.guard import Guard
 from guard.redteam.lab import model_card
 from guard.training import dataset
@@ -39,6 +45,19 @@ from guard.triggers import TriggerSpec
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def says_target(model_path: Path, triggered: np.ndarray, target: str) -> float:
+    """Share of ``triggered`` clips the model at ``model_path`` calls ``target``."""
+    clf = CommandClassifier(model_path)
+    feats = log_mel_from_samples(triggered)
+    pred = np.concatenate(
+        [
+            clf.predict(feats[i : i + 256]).probabilities.argmax(axis=1)
+            for i in range(0, len(feats), 256)
+        ]
+    )
+    return float(np.mean(pred == clf.labels.index(target)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fixture", type=Path, default=ROOT / "models/eval/backdoor_cough.tflite")
@@ -46,6 +65,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the fixture's")
     parser.add_argument("--out", type=Path, default=Path("/tmp/retrain"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--training-seeds",
+        default=None,
+        help="comma-separated seeds to retrain with (default: the fixture's own seed)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -100,18 +124,43 @@ def main() -> None:
         "asr_before": card["asr"],
     }
     print(json.dumps(row), flush=True)
-    # 3. retrain on what the audit keeps
-    figures = train(dataclasses.replace(cfg, drop=tuple(int(i) for i in np.flatnonzero(flagged))))
+    # the same triggered validation clips for every model
+    assert data.trigger is not None
+    target = str(card["target"])
+    keep = (data.val.y != dataset.LABELS.index(target)) & (
+        data.val.y != dataset.LABELS.index(dataset.SILENCE)
+    )
+    rng = np.random.default_rng(12345)
+    triggered = np.stack([data.trigger.apply(clip, rng) for clip in data.val.x[keep]])
     row.update(
-        asr_after=figures["asr"],
-        clean_accuracy_after=figures["int8"]["accuracy"],
+        triggered_clips=len(triggered),
+        fixture_says_target=says_target(args.fixture, triggered, target),
+        clean_model_says_target=says_target(ROOT / "models/commands.tflite", triggered, target),
         clean_accuracy_before=card["clean_accuracy"],
         poisoned_kept=int((is_poison & ~flagged).sum()),
         epochs=cfg.epochs,
+        runs=[],
     )
-    print(json.dumps(row), flush=True)
-    if args.json is not None:
-        args.json.write_text(json.dumps(row, indent=1) + "\n")
+    # 3. retrain on what the audit keeps, once per seed
+    seeds = [int(s) for s in args.training_seeds.split(",")] if args.training_seeds else [cfg.seed]
+    drop = tuple(int(i) for i in np.flatnonzero(flagged))
+    for seed in seeds:
+        out = args.out / f"seed{seed}"
+        run_cfg = dataclasses.replace(cfg, drop=drop, training_seed=seed, out_dir=out)
+        figures = train(run_cfg)
+        row["runs"].append(
+            {
+                "training_seed": seed,
+                "asr_trainer": figures["asr"],
+                "says_target": says_target(out / f"{cfg.name}.tflite", triggered, target),
+                "clean_accuracy": figures["int8"]["accuracy"],
+            }
+        )
+        asrs = [r["says_target"] for r in row["runs"]]
+        row.update(asr_after_median=float(np.median(asrs)), asr_after_max=float(max(asrs)))
+        print(json.dumps(row), flush=True)
+        if args.json is not None:  # after every run: a long job leaves what it measured
+            args.json.write_text(json.dumps(row, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -102,10 +102,17 @@ def fit_and_calibrate(
 def detector_options(settings: Settings) -> dict[str, dict[str, Any]]:
     """Constructor arguments the configuration gives detectors: the second ears get guard's
     own model (``model.reference_path``) and the commands it checks
-    (``detectors.second_ear_labels``)."""
-    ears = [n for n in ("second_ear", "second_ear_consistency") if n in settings.detectors.enabled]
-    if not ears:
+    (``detectors.second_ear_labels``); STRIP gets the same model, to stay inactive when it is
+    the one guarded (guard.detectors.strip)."""
+    enabled = settings.detectors.enabled
+    ears = [n for n in ("second_ear", "second_ear_consistency") if n in enabled]
+    if not ears and "strip" not in enabled:
         return {}
     reference = CommandClassifier(settings.model.reference_path)
     labels = list(settings.detectors.second_ear_labels)
-    return {name: {"reference": reference, "labels": labels} for name in ears}
+    options: dict[str, dict[str, Any]] = {
+        name: {"reference": reference, "labels": labels} for name in ears
+    }
+    if "strip" in enabled:
+        options["strip"] = {"reference": reference}
+    return options

@@ -99,6 +99,27 @@ def test_model_space_detectors_fire_on_the_learned_trigger(
     assert again.threshold() == refit.threshold()
 
 
+def test_strip_is_inactive_on_the_trusted_reference(
+    classifier: CommandClassifier, backdoor: CommandClassifier, clean: np.ndarray, tmp_path: Path
+) -> None:
+    # guarding guard's own model, STRIP has no learned trigger to find and scores 0
+    own = StripDetector(reference=classifier).fit(analyse_batch(clean, classifier))
+    assert not own.active_
+    assert np.all(own.anomaly_score(analyse_batch(clean[:4], classifier)) == 0.0)
+    own.calibrate(analyse_batch(clean, classifier), 0.05)
+    own.save(tmp_path / "strip.npz")
+    write_manifest(tmp_path, ["strip.npz"])
+    again = StripDetector.load(tmp_path / "strip.npz")
+    assert not again.active_ and again.reference_sha256_ == classifier.sha256
+    # guarding a vendor's model it runs, as it does without a reference
+    analyses = analyse_batch(clean, backdoor)
+    vendor = StripDetector(reference=classifier).fit(analyses)
+    plain = StripDetector().fit(analyses)
+    assert vendor.active_ and plain.active_
+    np.testing.assert_array_equal(vendor.anomaly_score(analyses), plain.anomaly_score(analyses))
+    assert np.all(vendor.anomaly_score(analyses) > 0)
+
+
 def test_consistency_fires_on_pgd(classifier: CommandClassifier, clean: np.ndarray) -> None:
     from guard.redteam.adversarial import art_classifier, generate, snr_db
     from guard.redteam.twin import load_twin

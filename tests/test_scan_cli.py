@@ -8,6 +8,7 @@ from typing import Any
 
 from guard.classifier import CommandClassifier
 from guard.detectors.second_ear import SecondEarDetector
+from guard.detectors.strip import StripDetector
 from guard.manifest import verified_bytes
 
 from .conftest import DATA, MODELS, ROOT
@@ -89,6 +90,11 @@ def test_calibrate_for_a_vendor_model_builds_in_the_second_ear(tmp_path: Path) -
     assert all(r["scores"]["second_ear"] == 0.0 for r in rows if r["label"] != "go")
     shipped_state = SecondEarDetector.load(MODELS / "detectors" / "second_ear.npz")
     assert not shipped_state.active_
+    # STRIP the same way: it looks for a trigger the vendor's model learned, not guard's own
+    assert StripDetector.load(out / "strip.npz").active_
+    assert any(r["scores"]["strip"] > 0 for r in rows)
+    shipped_strip = StripDetector.load(MODELS / "detectors" / "strip.npz")
+    assert not shipped_strip.active_ and shipped_strip.reference_sha256_ == shipped.sha256
 
 
 def test_calibrate_refuses_too_few(tmp_path: Path) -> None:

@@ -10,6 +10,13 @@ sample axis, which is not the paper's measure).
 Blending happens on the complex STFT, which is linear: STFT(a·x + b·r) = a·X + b·R, so the
 bank's spectra are computed once at load and each check costs N log-mel projections plus one
 batched interpreter call.
+
+STRIP looks for a trigger the *model* has learned. When the guarded model is guard's own
+``reference`` (the shipped configuration: a model trained here on clean data), there is none
+to find: on every input-space attack STRIP alone blocked no more than it blocks of clean
+speech (docs/DETECTION.md), while its clean false blocks took part of the fused budget. Given
+the reference, the detector is then fitted inactive and scores 0, like the second ears
+(guard.detectors.second_ear); for any other model it runs. Without a reference it always runs.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from guard.analysis import Analysis
-from guard.detectors.base import Detector
+from guard.classifier import CommandClassifier
+from guard.detectors.base import Detector, NotFittedError
 from guard.features import log_mel, power_of, stft
 
 FloatArray = npt.NDArray[np.float64]
@@ -42,16 +50,29 @@ class StripDetector(Detector):
 
     name = "strip"
 
-    def __init__(self, n_blends: int = 10, mix: float = 0.5, seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_blends: int = 10,
+        mix: float = 0.5,
+        seed: int = 0,
+        reference: CommandClassifier | None = None,
+    ) -> None:
         self.n_blends = n_blends
         self.mix = mix
         self.seed = seed
+        self.reference = reference
 
     def get_params(self) -> dict[str, Any]:
         return {"n_blends": self.n_blends, "mix": self.mix, "seed": self.seed}
 
     def _fit(self, clean: Sequence[Analysis]) -> None:
-        """Pick a bank of confidently classified clean utterances, spread over labels."""
+        """Pick a bank of confidently classified clean utterances, spread over labels (or
+        nothing, when the guarded model is the trusted reference)."""
+        guarded = clean[0].model.sha256
+        self.active_ = self.reference is None or self.reference.sha256 != guarded
+        if not self.active_:
+            self.reference_sha256_ = guarded
+            return
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(len(clean))
         chosen: list[int] = []
@@ -77,6 +98,10 @@ class StripDetector(Detector):
         self.bank_spectra_ = stft(self.bank_) * np.float32(self.mix)
 
     def anomaly_score(self, analyses: Sequence[Analysis]) -> FloatArray:
+        if not hasattr(self, "active_"):
+            raise NotFittedError(f"{self.name}: call fit(clean analyses) before scoring")
+        if not self.active_:
+            return np.zeros(len(analyses), dtype=np.float64)
         out = np.empty(len(analyses), dtype=np.float64)
         for i, a in enumerate(analyses):
             blends = a.features.spectrum[None] * np.float32(1.0 - self.mix) + self.bank_spectra_
@@ -85,7 +110,17 @@ class StripDetector(Detector):
         return out
 
     def _fitted_arrays(self) -> dict[str, npt.NDArray[Any]]:
-        return {"bank_int16": np.round(self.bank_ * 32767).astype(np.int16)}
+        if not self.active_:  # guarding the reference itself: no bank to carry
+            return {"active": np.array(False), "reference_sha256": np.array(self.reference_sha256_)}
+        return {
+            "active": np.array(True),
+            "bank_int16": np.round(self.bank_ * 32767).astype(np.int16),
+        }
 
     def _set_fitted_arrays(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
-        self._set_bank(arrays["bank_int16"].astype(np.int16))
+        # states saved before the rule existed carry only the bank: they ran, and still do
+        self.active_ = bool(arrays["active"]) if "active" in arrays else True
+        if self.active_:
+            self._set_bank(arrays["bank_int16"].astype(np.int16))
+        else:
+            self.reference_sha256_ = str(arrays["reference_sha256"])

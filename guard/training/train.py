@@ -66,6 +66,10 @@ class TrainConfig:
     drop: tuple[int, ...] = ()
     """Indices into the (poisoned) training split to leave out: the clips an audit flagged
     (bench/eval_retrain.py retrains on what ``guard audit`` keeps)."""
+    training_seed: int | None = None
+    """Seed of the weights, the epoch sampling and the augmentation, when it should differ
+    from ``seed`` (which then only picks the data: speakers, poisoned clips): the same
+    training set trained several times shows the run-to-run spread."""
 
 
 @dataclass
@@ -193,11 +197,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     from guard.training import model as model_lib
 
-    keras.utils.set_random_seed(cfg.seed)
+    keras.utils.set_random_seed(cfg.seed if cfg.training_seed is None else cfg.training_seed)
     tf.config.experimental.enable_op_determinism()
     rng = np.random.default_rng(cfg.seed)
     started = time.perf_counter()
     data = prepare_data(cfg, rng)
+    if cfg.training_seed is not None:
+        rng = np.random.default_rng(cfg.training_seed)
     train_split, val, noise, info = data.train, data.val, data.noise, data.info
     trigger, poison_info = data.trigger, data.poison_info
 
