@@ -444,6 +444,8 @@ def compare_with_art(
         row["guard_strip"] = _rates(
             strip_scores > strip.threshold(), is_attack, everything, seconds
         )
+        # on guard's own model STRIP is fitted inactive (guard.detectors.strip): say so
+        row["guard_strip"]["inactive"] = not getattr(strip, "active_", True)
         for method in methods:
             flags, analysed, seconds = art_defences.run(
                 method, model_path, guard.model, inputs, calibrate
@@ -519,6 +521,8 @@ def roc_plots(
 
 
 def _art_cell(rates: dict[str, float]) -> str:
+    if rates.get("inactive"):
+        return "inactive (guard's own model)"
     cell = (
         f"{_pct(rates['attack_flagged'])} / {_pct(rates['clean_flagged'])} / "
         f"{rates['ms_per_input']:.1f}"
@@ -588,7 +592,7 @@ def markdown(figures: dict[str, Any], command_line: str) -> str:
             cells = [_art_cell(row[k]) for k in ["guard_strip", *methods]]
             ratio = (
                 f"{row['art_strip']['ms_per_input'] / row['guard_strip']['ms_per_input']:.1f}×"
-                if "art_strip" in row
+                if "art_strip" in row and not row["guard_strip"].get("inactive")
                 else "–"
             )
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
