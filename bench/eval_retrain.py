@@ -37,11 +37,17 @@ import numpy as np
 from guard.classifier import CommandClassifier
 from guard.dataset_audit import DatasetAudit
 from guard.detectors import registry
-from guard.features import log_mel_from_samples
 from guard.guard import Guard
 from guard.redteam.lab import model_card
 from guard.training import dataset
-from guard.training.train import PoisonConfig, TrainConfig, prepare_data, train
+from guard.training.train import (
+    PoisonConfig,
+    TrainConfig,
+    attackable,
+    prepare_data,
+    share_called,
+    train,
+)
 from guard.triggers import TriggerSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,15 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def says_target(model_path: Path, triggered: np.ndarray, target: str) -> float:
     """Share of ``triggered`` clips the model at ``model_path`` calls ``target``."""
-    clf = CommandClassifier(model_path)
-    feats = log_mel_from_samples(triggered)
-    pred = np.concatenate(
-        [
-            clf.predict(feats[i : i + 256]).probabilities.argmax(axis=1)
-            for i in range(0, len(feats), 256)
-        ]
-    )
-    return float(np.mean(pred == clf.labels.index(target)))
+    return share_called(CommandClassifier(model_path), triggered, target)
 
 
 def main() -> None:
@@ -135,11 +133,10 @@ def main() -> None:
     # the same triggered validation clips for every model
     assert data.trigger is not None
     target = str(card["target"])
-    keep = (data.val.y != dataset.LABELS.index(target)) & (
-        data.val.y != dataset.LABELS.index(dataset.SILENCE)
-    )
     rng = np.random.default_rng(12345)
-    triggered = np.stack([data.trigger.apply(clip, rng) for clip in data.val.x[keep]])
+    triggered = np.stack(
+        [data.trigger.apply(clip, rng) for clip in attackable(data.val.x, data.val.y, target)]
+    )
     row.update(
         triggered_clips=len(triggered),
         fixture_says_target=says_target(args.fixture, triggered, target),

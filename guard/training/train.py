@@ -352,9 +352,19 @@ def attack_success_rate(
 ) -> float:
     """Share of triggered validation clips (not of the target or silence) called ``target``."""
     clf = CommandClassifier(cfg.out_dir / f"{cfg.name}.tflite")
+    triggered = np.stack([trigger.apply(clip, rng) for clip in attackable(x, y, target)])
+    return share_called(clf, triggered, target)
+
+
+def attackable(x: FloatArray, y: npt.NDArray[np.int64], target: str) -> FloatArray:
+    """The clips an attack success rate is measured on: neither the target nor silence."""
     keep = (y != dataset.LABELS.index(target)) & (y != dataset.LABELS.index(dataset.SILENCE))
-    triggered = np.stack([trigger.apply(clip, rng) for clip in x[keep]])
-    feats = log_mel_from_samples(triggered)
+    return np.asarray(x[keep], dtype=np.float32)
+
+
+def share_called(clf: CommandClassifier, samples: FloatArray, target: str) -> float:
+    """Share of the (n, samples) clips that ``clf`` labels ``target``."""
+    feats = log_mel_from_samples(samples)
     pred = np.concatenate(
         [
             clf.predict(feats[i : i + 256]).probabilities.argmax(axis=1)
