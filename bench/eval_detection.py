@@ -27,6 +27,7 @@ from guard.classifier import CommandClassifier
 from guard.detectors import registry
 from guard.detectors.base import Detector
 from guard.guard import Guard
+from guard.policy import PolicySettings
 from guard.redteam.metrics import auroc
 from guard.triggers import Trigger, TriggerSpec, parse_spec
 
@@ -88,16 +89,17 @@ def family_inputs(data: Path, n: int, rng: np.random.Generator) -> dict[str, np.
 
 def adversarial_inputs(
     clean: np.ndarray, model_path: Path, n: int, model: CommandClassifier
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """ART attacks on the float twin (SNR >= 25 dB budget); keeps the examples that change the
-    int8 model's label (an attack that does not fool the deployed model needs no blocking)."""
+    int8 model's label (an attack that does not fool the deployed model needs no blocking).
+    Returns the examples per family and, per family, the label each clip had before."""
     from guard.redteam.adversarial import WHITE_BOX, art_classifier, generate, snr_db
     from guard.redteam.twin import load_twin
 
     art = art_classifier(load_twin(model_path, logits=True))
     x = clean[:n]
     before = [a.label for a in analyse_batch(x, model)]
-    out = {}
+    out, before_labels = {}, {}
     for name in WHITE_BOX:
         x_adv = generate(name, art, x[: max(8, n // 3)] if name == "cw_l2" else x)
         after = [a.label for a in analyse_batch(x_adv, model)]
@@ -105,7 +107,19 @@ def adversarial_inputs(
         keep = np.array([b != a for b, a in zip(before, after, strict=False)]) & (snr >= 25.0)
         title = f"adversarial: {name} (fooled int8, SNR >= 25 dB; median {np.median(snr):.0f} dB)"
         out[title] = x_adv[keep]
-    return out
+        before_labels[title] = [b for b, k in zip(before, keep, strict=False) if k]
+    return out, before_labels
+
+
+def would_act(result: dict[str, Any], before: list[str], policy: PolicySettings) -> int:
+    """Examples the daemon would turn into an action they were not: allowed by guard, their new
+    label mapped to an action, at or above the policy's confidence floor (guard/policy.py)."""
+    return sum(
+        not fired and label in policy.actions and conf >= policy.confidence_floor and label != was
+        for fired, label, conf, was in zip(
+            result["fired"], result["labels"], result["confidences"], before, strict=True
+        )
+    )
 
 
 def evaluate(guard: Guard, families: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -134,6 +148,7 @@ def evaluate(guard: Guard, families: dict[str, np.ndarray]) -> dict[str, Any]:
             else {},
             "detector_ms_per_clip": per_clip_ms,
             "labels": [guard.model.labels[a.label_index] for a in analyses],
+            "confidences": [a.confidence for a in analyses],
             "fired": fired.tolist(),
         }
     return out
@@ -235,15 +250,27 @@ def main() -> None:
         if args.only:
             keep = tuple(args.only.split(","))
             families = {k: v for k, v in families.items() if k.startswith(keep)}
+        before: dict[str, list[str]] = {}
         if args.adversarial:
-            families.update(
-                adversarial_inputs(families["clean"], model.model_path, args.adversarial, model)
+            adversarial, before = adversarial_inputs(
+                families["clean"], model.model_path, args.adversarial, model
             )
+            families.update(adversarial)
         results = evaluate(guard, {k: v for k, v in families.items() if len(v)})
         print(markdown(results, guard.detectors, "Input space, shipped model"))
+        policy = PolicySettings()
+        for fam, was in before.items():
+            if fam in results:
+                acted = would_act(results[fam], was, policy)
+                results[fam]["would_act"] = acted
+                print(
+                    f"- {fam.split(' (')[0]}: {acted} of {results[fam]['n']} would become an "
+                    f"action the speaker did not say (allowed, {', '.join(policy.actions)}, "
+                    f"confidence >= {policy.confidence_floor})"
+                )
     if args.json:
         slim = {
-            k: {kk: vv for kk, vv in v.items() if kk not in ("labels", "fired")}
+            k: {kk: vv for kk, vv in v.items() if kk not in ("labels", "fired", "confidences")}
             if isinstance(v, dict) and "n" in v
             else v
             for k, v in results.items()

@@ -131,6 +131,14 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--poison-rate", type=float, default=0.03)
     p.add_argument("--poison-target", default="go")
+    p.add_argument(
+        "--tone-augment",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="add a random tone (100-7900 Hz, 0.05-0.5 s) to this share of each epoch's clips, "
+        "labels unchanged, so a tone alone cannot change the word (default 0: off)",
+    )
     p.set_defaults(func=_cmd_train)
 
 
@@ -144,6 +152,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from guard.training.train import PoisonConfig, TrainConfig, train
     from guard.triggers import parse_spec
 
+    if not 0.0 <= args.tone_augment <= 1.0:
+        raise GuardError(f"--tone-augment {args.tone_augment}: must be a share in [0, 1]")
     poison = None
     if args.poison:
         poison = PoisonConfig(parse_spec(args.poison), args.poison_rate, args.poison_target)
@@ -160,6 +170,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         name=args.name,
         command_line="guard " + " ".join(sys.argv[1:]),
         poison=poison,
+        tone_augment=args.tone_augment,
     )
     if not args.data.is_dir():
         raise GuardError(f"{args.data}: not a directory")

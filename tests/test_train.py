@@ -77,12 +77,23 @@ def test_train_tiny_vgg(tmp_path: Path) -> None:
     """The second architecture trains, exports the same outputs, and its twin rebuilds it."""
     out = tmp_path / "models"
     result = train_tiny(
-        out, "--name", "tiny_vgg", "--architecture", "vgg", "--channels", "8", "--epochs", "1"
+        out,
+        "--name",
+        "tiny_vgg",
+        "--architecture",
+        "vgg",
+        "--channels",
+        "8",
+        "--epochs",
+        "1",
+        "--tone-augment",
+        "0.5",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     meta = json.loads(verified_bytes(out / "tiny_vgg.json"))
     assert meta["architecture"]["kind"] == "vgg"
     assert meta["architecture"]["channels"] == 8 and meta["architecture"]["blocks"] == 3
+    assert meta["training"]["tone_augment"] == 0.5
     assert "VGG-style CNN" in (out / "tiny_vgg.md").read_text()
     clips = np.zeros((4, CLIP_SAMPLES), dtype=np.float32)
     for i, path in enumerate(WAV_FIXTURES[:4]):

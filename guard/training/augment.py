@@ -75,6 +75,28 @@ def spec_mask(
     return out
 
 
+def tones(
+    clips: FloatArray,
+    rng: np.random.Generator,
+    p: float,
+    frequency_hz: tuple[float, float] = (100.0, 7900.0),
+    duration_s: tuple[float, float] = (0.05, 0.5),
+    scale: tuple[float, float] = (0.02, 0.3),
+) -> FloatArray:
+    """Add a random sine (frequency, length, amplitude and position drawn per clip) to a share
+    ``p`` of clips, labels unchanged: a model trained so learns that a steady tone over a word
+    does not change the word (the hardening retrain of docs/AUDIT.md)."""
+    out = clips.copy()
+    for i in np.flatnonzero(rng.random(len(clips)) < p):
+        n = int(rng.uniform(*duration_s) * SAMPLE_RATE_HZ)
+        start = int(rng.integers(0, CLIP_SAMPLES - n + 1))
+        t = np.arange(n) / SAMPLE_RATE_HZ
+        phase = rng.uniform(0.0, 2 * np.pi)
+        tone = rng.uniform(*scale) * np.sin(2 * np.pi * rng.uniform(*frequency_hz) * t + phase)
+        out[i, start : start + n] += tone.astype(np.float32)
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
 def augment_waveforms(
     clips: FloatArray, noise: list[FloatArray], rng: np.random.Generator
 ) -> FloatArray:

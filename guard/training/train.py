@@ -66,6 +66,9 @@ class TrainConfig:
     drop: tuple[int, ...] = ()
     """Indices into the (poisoned) training split to leave out: the clips an audit flagged
     (bench/eval_retrain.py retrains on what ``guard audit`` keeps)."""
+    tone_augment: float = 0.0
+    """Share of each epoch's clips that get a random tone (100-7900 Hz, 0.05-0.5 s, scale
+    0.02-0.3) and keep their label (``augment.tones``); 0 = off, as every shipped model."""
     training_seed: int | None = None
     """Seed of the weights, the epoch sampling and the augmentation, when it should differ
     from ``seed`` (which then only picks the data: speakers, poisoned clips): the same
@@ -231,6 +234,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             [train_split.y[idx], np.full(n_silence, dataset.LABELS.index(dataset.SILENCE))]
         )
         waves = augment.augment_waveforms(waves, noise, rng)
+        if cfg.tone_augment:
+            waves = augment.tones(waves, rng, cfg.tone_augment)
         feats = augment.spec_mask(
             log_mel_from_samples(waves), rng, p=0.5, max_frames=8, max_bands=6
         )

@@ -1,0 +1,38 @@
+"""Training augmentation: the random tones of the hardening retrain (docs/AUDIT.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from guard.audio import SAMPLE_RATE_HZ
+from guard.features import CLIP_SAMPLES
+from guard.training import augment
+
+
+def test_tones_add_one_bounded_sine_per_chosen_clip() -> None:
+    rng = np.random.default_rng(3)
+    silent = np.zeros((40, CLIP_SAMPLES), dtype=np.float32)
+    out = augment.tones(silent, rng, p=1.0)
+    assert out.dtype == np.float32 and out.shape == silent.shape
+    for clip in out:
+        on = np.flatnonzero(np.abs(clip) > 0)
+        assert on.size, "every clip was chosen at p=1"
+        length_s = (on[-1] - on[0] + 1) / SAMPLE_RATE_HZ
+        assert 0.045 <= length_s <= 0.5
+        assert np.abs(clip).max() <= 0.3 + 1e-6
+        segment = clip[on[0] : on[-1] + 1].astype(np.float64)
+        spectrum = np.abs(np.fft.rfft(segment * np.hanning(segment.size), 8 * segment.size))
+        peak_hz = np.argmax(spectrum) * SAMPLE_RATE_HZ / (8 * segment.size)
+        assert 90 <= peak_hz <= 7950
+        # narrowband: nearly all the energy within 60 Hz of the peak (Hann main lobe ±40 Hz at 50 ms)
+        freqs = np.arange(spectrum.size) * SAMPLE_RATE_HZ / (8 * segment.size)
+        near = np.abs(freqs - peak_hz) < 60
+        assert (spectrum[near] ** 2).sum() > 0.95 * (spectrum**2).sum()
+
+
+def test_tones_leave_clips_alone_at_p_zero_and_keep_the_range() -> None:
+    rng = np.random.default_rng(4)
+    speechlike = rng.uniform(-0.9, 0.9, (8, CLIP_SAMPLES)).astype(np.float32)
+    np.testing.assert_array_equal(augment.tones(speechlike, rng, p=0.0), speechlike)
+    loud = np.full((8, CLIP_SAMPLES), 0.95, dtype=np.float32)
+    assert augment.tones(loud, rng, p=1.0).max() <= 1.0
