@@ -103,7 +103,7 @@ def detector_options(settings: Settings) -> dict[str, dict[str, Any]]:
     """Constructor arguments the configuration gives detectors: the second ears get guard's
     own model (``model.reference_path``) and the commands it checks
     (``detectors.second_ear_labels``); STRIP gets the same model, to stay inactive when it is
-    the one guarded (guard.detectors.strip)."""
+    the one guarded (guard.detectors.strip), and its blend count (``detectors.strip_blends``)."""
     enabled = settings.detectors.enabled
     ears = [n for n in ("second_ear", "second_ear_consistency") if n in enabled]
     if not ears and "strip" not in enabled:
@@ -114,5 +114,5 @@ def detector_options(settings: Settings) -> dict[str, dict[str, Any]]:
         name: {"reference": reference, "labels": labels} for name in ears
     }
     if "strip" in enabled:
-        options["strip"] = {"reference": reference}
+        options["strip"] = {"reference": reference, "n_blends": settings.detectors.strip_blends}
     return options

@@ -22,6 +22,8 @@ from guard.handlers.settings import DoorLockSettings, MqttSettings, SpeechSettin
 from guard.policy import PolicySettings
 
 T = TypeVar("T")
+MAX_STRIP_BLENDS = 64
+"""More blends than this cost more than every other detector together (each is one model run)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class DetectorSettings:
     """The commands the second ear checks with the reference model: the ones that must never
     be hijacked (the unlock). Not every action: the int8 reference gives exactly 0 to many
     clean clips' "on" and "off", which leaves no threshold (docs/DETECTION.md)."""
+    strip_blends: int = 10
+    """Reference clips STRIP blends each utterance with, read by ``guard calibrate`` (the
+    fitted state carries its bank). Each costs one more example through the model: 2-3 run
+    STRIP ~10x faster than ART's and catch less than 10 (docs/EVALUATION.md)."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,11 @@ def _check(settings: Settings, file: str) -> None:
     ):
         if ivalue <= 0:
             raise ConfigError(f"{file}: {key}: too small")
+    if not 1 <= settings.detectors.strip_blends <= MAX_STRIP_BLENDS:
+        raise ConfigError(
+            f"{file}: detectors.strip_blends: must be 1..{MAX_STRIP_BLENDS}, "
+            f"got {settings.detectors.strip_blends}"
+        )
     if not h.timeout_s > 0:
         raise ConfigError(f"{file}: handlers.timeout_s: must be > 0, got {h.timeout_s}")
 

@@ -26,6 +26,7 @@ def test_shipped_config_loads_and_resolves_paths() -> None:
         ("model: [1, 2]\n", r"model: expected a mapping"),
         ("model:\n  path: [\n", r"not valid YAML at line"),
         ("bogus: 1\n", r"bogus: unknown key"),
+        ("detectors:\n  strip_blends: 0\n", r"detectors\.strip_blends: must be 1\.\.64, got 0"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, text: str, message: str) -> None:

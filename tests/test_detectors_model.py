@@ -10,6 +10,7 @@ against the float twin of the shipped model.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,9 @@ import pytest
 
 from guard.analysis import analyse_batch
 from guard.audio import fit_window, read_audio
+from guard.calibration import detector_options
 from guard.classifier import CommandClassifier
+from guard.config import load_settings
 from guard.detectors.activation import ActivationDetector
 from guard.detectors.consistency import ConsistencyDetector
 from guard.detectors.strip import StripDetector, entropy
@@ -25,7 +28,7 @@ from guard.features import CLIP_SAMPLES
 from guard.manifest import write_manifest
 from guard.triggers import Trigger, TriggerSpec
 
-from .conftest import DATA, MODELS
+from .conftest import DATA, MODELS, ROOT
 
 BACKDOOR = MODELS / "eval" / "backdoor_cough.tflite"
 FIXTURES = sorted(p for p in (MODELS / "eval").glob("*.tflite") if not p.stem.endswith("_float"))
@@ -118,6 +121,28 @@ def test_strip_is_inactive_on_the_trusted_reference(
     assert vendor.active_ and plain.active_
     np.testing.assert_array_equal(vendor.anomaly_score(analyses), plain.anomaly_score(analyses))
     assert np.all(vendor.anomaly_score(analyses) > 0)
+
+
+def test_strip_first_blends_is_fitting_with_fewer(
+    backdoor: CommandClassifier, clean: np.ndarray
+) -> None:
+    analyses = analyse_batch(clean, backdoor)
+    ten = StripDetector(n_blends=10).fit(analyses)
+    three = ten.first_blends(3)
+    np.testing.assert_allclose(
+        three.anomaly_score(analyses[:6]),
+        StripDetector(n_blends=3).fit(analyses).anomaly_score(analyses[:6]),
+        rtol=1e-6,
+    )
+    assert three.n_blends == 3 and len(ten.bank_) == 10
+    with pytest.raises(ValueError, match=r"n_blends must be 1\.\.10, got 11"):
+        ten.first_blends(11)
+    # detectors.strip_blends is what `guard calibrate` fits with
+    shipped = load_settings(ROOT / "config.yaml")
+    settings = replace(shipped, detectors=replace(shipped.detectors, strip_blends=3))
+    configured = StripDetector(**detector_options(settings)["strip"]).fit(analyses)
+    assert len(configured.bank_) == 3
+    np.testing.assert_array_equal(configured.bank_, three.bank_)
 
 
 def test_consistency_fires_on_pgd(classifier: CommandClassifier, clean: np.ndarray) -> None:

@@ -97,6 +97,19 @@ class StripDetector(Detector):
         self.bank_ = (bank_int16 / 32767).astype(np.float32)
         self.bank_spectra_ = stft(self.bank_) * np.float32(self.mix)
 
+    def first_blends(self, n_blends: int) -> StripDetector:
+        """A copy of this fitted detector that blends with the first ``n_blends`` of its bank
+        only (what fitting with ``n_blends`` would have chosen: the bank is picked in order).
+        Uncalibrated: its scores move, so its threshold must be set again."""
+        if not getattr(self, "active_", False):
+            raise NotFittedError(f"{self.name}: only an active fitted detector has a bank")
+        if not 1 <= n_blends <= len(self.bank_):
+            raise ValueError(f"n_blends must be 1..{len(self.bank_)}, got {n_blends}")
+        fewer = StripDetector(n_blends, self.mix, self.seed, self.reference)
+        fewer.active_ = True
+        fewer._set_bank(np.round(self.bank_[:n_blends] * 32767).astype(np.int16))
+        return fewer
+
     def anomaly_score(self, analyses: Sequence[Analysis]) -> FloatArray:
         if not hasattr(self, "active_"):
             raise NotFittedError(f"{self.name}: call fit(clean analyses) before scoring")
