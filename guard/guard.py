@@ -24,6 +24,7 @@ from guard.classifier import CommandClassifier
 from guard.config import Settings, load_settings
 from guard.detectors import registry
 from guard.detectors.base import Detector
+from guard.detectors.strip import StripDetector
 from guard.errors import ConfigError, ModelError
 from guard.verdict import ERROR_REASON, Verdict
 
@@ -55,6 +56,18 @@ class Guard:
                 f"not {model.model_path} {model.sha256[:12]}...); run guard calibrate with --model"
             )
         detectors = registry.load(state_dir, settings.detectors.enabled)
+        blends = settings.detectors.strip_blends
+        for d in detectors:  # the blend count is fitted into the state, not read at run time
+            fitted = len(d.bank_) if isinstance(d, StripDetector) and d.active_ else blends
+            if fitted != blends:
+                log.warning(
+                    "%s: STRIP was fitted with %d blends, detectors.strip_blends is %d: "
+                    "running with %d until guard calibrate refits it",
+                    state_dir,
+                    fitted,
+                    blends,
+                    fitted,
+                )
         return cls(model, detectors)
 
     @classmethod

@@ -108,3 +108,33 @@ def test_no_detectors_is_refused(tmp_path: Path) -> None:
     cfg.write_text(f"model:\n  path: {MODELS / 'commands.tflite'}\ndetectors:\n  enabled: []\n")
     with pytest.raises(ConfigError, match=r"detectors\.enabled is empty"):
         Guard.from_config(cfg)
+
+
+def test_a_strip_blend_count_the_state_was_not_fitted_with_is_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from dataclasses import replace
+
+    from guard.detectors.strip import StripDetector
+
+    shipped = load_settings(ROOT / "config.yaml")
+    vendor = MODELS / "eval" / "backdoor_cough.tflite"
+    state = MODELS / "eval" / "backdoor_cough.detectors"  # its STRIP runs, with 10 blends
+    for blends, warned in ((10, False), (3, True)):
+        caplog.clear()
+        settings = replace(
+            shipped,
+            model=replace(shipped.model, path=vendor),
+            detectors=replace(shipped.detectors, state_dir=state, strip_blends=blends),
+        )
+        with caplog.at_level("WARNING", logger="guard.guard"):
+            guard = Guard.from_settings(settings)
+        said = [r.getMessage() for r in caplog.records]
+        assert bool(said) == warned, said
+        if warned:
+            assert said == [
+                f"{state}: STRIP was fitted with 10 blends, detectors.strip_blends is 3: "
+                "running with 10 until guard calibrate refits it"
+            ]
+        (strip,) = [d for d in guard.detectors if isinstance(d, StripDetector)]
+        assert len(strip.bank_) == 10  # what the state holds, whatever the config says
