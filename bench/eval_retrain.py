@@ -22,6 +22,8 @@
 6. ``--tone-augment 0.3`` retrains with random tones added to 30 % of each epoch's clips,
    labels unchanged (the hardening recipe of docs/AUDIT.md); with ``--keep-all`` it shows what
    the hardening does without the audit.
+7. ``--architecture vgg`` retrains the VGG-style CNN (its default size) on the same kept
+   clips instead of the fixture's architecture: does a bigger model hear ``go`` in a tone less?
 Needs the ``train`` extra. Two cores, ~25 min per 12-epoch DS-CNN run.
 """
 
@@ -44,6 +46,7 @@ from guard.detectors import registry
 from guard.guard import Guard
 from guard.redteam.lab import model_card
 from guard.training import dataset
+from guard.training.model import ARCHITECTURES, DEFAULTS
 from guard.training.train import (
     PoisonConfig,
     TrainConfig,
@@ -92,6 +95,13 @@ def main() -> None:
         default=0.0,
         help="share of each epoch's clips given a random tone, labels unchanged (TrainConfig)",
     )
+    parser.add_argument(
+        "--architecture",
+        choices=ARCHITECTURES,
+        default=None,
+        help="retrain another architecture (its default size) on the same kept clips; "
+        "default: the fixture's",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -108,9 +118,9 @@ def main() -> None:
         max_per_class=int(training["max_per_class"]),
         seed=int(training["seed"]),
         validation_percent=float(training["validation_percent"]),
-        channels=int(arch["channels"]),
-        blocks=int(arch["blocks"]),
-        architecture=arch.get("kind", "ds-cnn"),
+        channels=DEFAULTS[args.architecture][0] if args.architecture else int(arch["channels"]),
+        blocks=DEFAULTS[args.architecture][1] if args.architecture else int(arch["blocks"]),
+        architecture=args.architecture or arch.get("kind", "ds-cnn"),
         name="retrained_" + args.fixture.stem,
         poison=PoisonConfig(
             TriggerSpec.from_card(card["trigger"]), card["poison_rate"], card["target"], engine
@@ -175,6 +185,11 @@ def main() -> None:
         "audit": "audit",
     }[kept_by]
     row["tone_augment"] = args.tone_augment
+    row["retrained_architecture"] = {
+        "kind": cfg.architecture,
+        "channels": cfg.channels,
+        "blocks": cfg.blocks,
+    }
     for seed in seeds:
         out = args.out / f"seed{seed}"
         run_cfg = dataclasses.replace(
