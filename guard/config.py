@@ -52,8 +52,9 @@ class DetectorSettings:
     clean clips' "on" and "off", which leaves no threshold (docs/DETECTION.md)."""
     strip_blends: int = 10
     """Reference clips STRIP blends each utterance with, read by ``guard calibrate`` (the
-    fitted state carries its bank). Each costs one more example through the model: 2-3 run
-    STRIP ~10x faster than ART's and catch less than 10 (docs/EVALUATION.md)."""
+    fitted state carries its bank). Each costs one more example through the model: with 2-3,
+    STRIP adds ~10x less time than ART's STRIP and catches less than with 10
+    (docs/EVALUATION.md)."""
 
 
 @dataclass(frozen=True)
