@@ -97,6 +97,20 @@ def test_calibrate_for_a_vendor_model_builds_in_the_second_ear(tmp_path: Path) -
     assert not shipped_strip.active_ and shipped_strip.reference_sha256_ == shipped.sha256
 
 
+def test_calibrate_fits_strip_with_the_configured_blends(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"model:\n  path: {MODELS / 'eval' / 'backdoor_cough.tflite'}\n"
+        f"  reference_path: {MODELS / 'commands.tflite'}\n"
+        "detectors:\n  enabled: [spectral, strip]\n  strip_blends: 3\n"
+    )
+    out = tmp_path / "three"
+    result = guard("calibrate", DATA / "wav", "--out", out, "--config", cfg)
+    assert result.returncode == 0, result.stderr[-2000:]
+    strip = StripDetector.load(out / "strip.npz")
+    assert strip.active_ and len(strip.bank_) == 3
+
+
 def test_calibrate_refuses_too_few(tmp_path: Path) -> None:
     result = guard("calibrate", ROOT / "demo", "--out", tmp_path / "x")
     assert result.returncode == 2
