@@ -2,7 +2,7 @@
 
     python bench/compare_art_strip.py [--model models/eval/backdoor_cough.tflite]
         [--detectors models/eval/backdoor_cough.detectors] [--n 200] [--val 200] [--blends 10]
-        [--guard-blends 1,2,3,5,10] [--repeats 3]
+        [--guard-blends 1,2,3,5] [--repeats 5] [--json PATH]
 
 Inputs (``guard/devdata.py`` parts, never used to train the model): ``--val`` clean clips of
 the "calibrate" speakers set both thresholds (ART: ``mitigate`` with

@@ -109,6 +109,11 @@ def main() -> None:
     training = card["training"]
     arch = card["architecture"]
     engine = card.get("trigger_engine", "guard")
+    channels, blocks = (
+        DEFAULTS[args.architecture]
+        if args.architecture
+        else (int(arch["channels"]), int(arch["blocks"]))
+    )
     cfg = TrainConfig(
         data_dir=Path(training["data_dir"]),
         out_dir=args.out,
@@ -118,8 +123,8 @@ def main() -> None:
         max_per_class=int(training["max_per_class"]),
         seed=int(training["seed"]),
         validation_percent=float(training["validation_percent"]),
-        channels=DEFAULTS[args.architecture][0] if args.architecture else int(arch["channels"]),
-        blocks=DEFAULTS[args.architecture][1] if args.architecture else int(arch["blocks"]),
+        channels=channels,
+        blocks=blocks,
         architecture=args.architecture or arch.get("kind", "ds-cnn"),
         name="retrained_" + args.fixture.stem,
         poison=PoisonConfig(

@@ -58,15 +58,14 @@ class Guard:
         detectors = registry.load(state_dir, settings.detectors.enabled)
         blends = settings.detectors.strip_blends
         for d in detectors:  # the blend count is fitted into the state, not read at run time
-            fitted = len(d.bank_) if isinstance(d, StripDetector) and d.active_ else blends
-            if fitted != blends:
+            if isinstance(d, StripDetector) and d.active_ and len(d.bank_) != blends:
                 log.warning(
                     "%s: STRIP was fitted with %d blends, detectors.strip_blends is %d: "
                     "running with %d until guard calibrate refits it",
                     state_dir,
-                    fitted,
+                    len(d.bank_),
                     blends,
-                    fitted,
+                    len(d.bank_),
                 )
         return cls(model, detectors)
 

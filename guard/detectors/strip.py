@@ -107,7 +107,8 @@ class StripDetector(Detector):
             raise ValueError(f"n_blends must be 1..{len(self.bank_)}, got {n_blends}")
         fewer = StripDetector(n_blends, self.mix, self.seed, self.reference)
         fewer.active_ = True
-        fewer._set_bank(np.round(self.bank_[:n_blends] * 32767).astype(np.int16))
+        fewer.bank_ = self.bank_[:n_blends]  # the spectra are per clip: no STFT again
+        fewer.bank_spectra_ = self.bank_spectra_[:n_blends]
         return fewer
 
     def anomaly_score(self, analyses: Sequence[Analysis]) -> FloatArray:
