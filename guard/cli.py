@@ -139,6 +139,14 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="add a random tone (100-7900 Hz, 0.05-0.5 s) to this share of each epoch's clips, "
         "labels unchanged, so a tone alone cannot change the word (default 0: off)",
     )
+    p.add_argument(
+        "--sign-noise-augment",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="add random-sign white noise at 20-40 dB SNR to this share of each epoch's clips, "
+        "labels unchanged: less fragile to perturbations of FGSM's size (default 0: off)",
+    )
     p.set_defaults(func=_cmd_train)
 
 
@@ -154,6 +162,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.tone_augment <= 1.0:
         raise GuardError(f"--tone-augment {args.tone_augment}: must be a share in [0, 1]")
+    if not 0.0 <= args.sign_noise_augment <= 1.0:
+        raise GuardError(
+            f"--sign-noise-augment {args.sign_noise_augment}: must be a share in [0, 1]"
+        )
     poison = None
     if args.poison:
         poison = PoisonConfig(parse_spec(args.poison), args.poison_rate, args.poison_target)
@@ -171,6 +183,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         command_line="guard " + " ".join(sys.argv[1:]),
         poison=poison,
         tone_augment=args.tone_augment,
+        sign_noise_augment=args.sign_noise_augment,
     )
     if not args.data.is_dir():
         raise GuardError(f"{args.data}: not a directory")

@@ -1,4 +1,5 @@
-"""Training augmentation: the random tones of the hardening retrain (docs/AUDIT.md)."""
+"""Training augmentation: the random tones of the hardening retrain (docs/AUDIT.md) and the
+random-sign noise of the noise-hardened model (docs/DETECTION.md)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,31 @@ def test_tones_leave_clips_alone_at_p_zero_and_keep_the_range() -> None:
     np.testing.assert_array_equal(augment.tones(speechlike, rng, p=0.0), speechlike)
     loud = np.full((8, CLIP_SAMPLES), 0.95, dtype=np.float32)
     assert augment.tones(loud, rng, p=1.0).max() <= 1.0
+
+
+def test_sign_noise_is_white_plus_minus_a_at_an_snr_in_range() -> None:
+    rng = np.random.default_rng(5)
+    t = np.arange(CLIP_SAMPLES) / SAMPLE_RATE_HZ
+    clips = np.stack([a * np.sin(2 * np.pi * 300 * t) for a in np.linspace(0.05, 0.5, 30)])
+    clips = clips.astype(np.float32)
+    out = augment.sign_noise(clips, rng, p=1.0)
+    assert out.dtype == np.float32 and out.shape == clips.shape
+    for before, after in zip(clips, out, strict=True):
+        added = (after - before).astype(np.float64)
+        amplitude = np.abs(added)
+        # one amplitude on every sample, both signs about equally often
+        np.testing.assert_allclose(amplitude, amplitude.mean(), rtol=1e-3)
+        assert 0.45 < np.mean(added > 0) < 0.55
+        snr_db = 10 * np.log10(np.mean(before.astype(np.float64) ** 2) / np.mean(added**2))
+        assert 20.0 - 1e-3 <= snr_db <= 40.0 + 1e-3
+        # white: the noise's energy spreads over the band instead of sitting near 300 Hz
+        spectrum = np.abs(np.fft.rfft(added)) ** 2
+        assert spectrum[: spectrum.size // 2].sum() / spectrum.sum() < 0.6
+
+
+def test_sign_noise_leaves_clips_alone_at_p_zero_and_keeps_the_range() -> None:
+    rng = np.random.default_rng(6)
+    speechlike = rng.uniform(-0.9, 0.9, (8, CLIP_SAMPLES)).astype(np.float32)
+    np.testing.assert_array_equal(augment.sign_noise(speechlike, rng, p=0.0), speechlike)
+    loud = np.full((8, CLIP_SAMPLES), 0.999, dtype=np.float32)
+    assert augment.sign_noise(loud, rng, p=1.0).max() <= 1.0

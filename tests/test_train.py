@@ -88,12 +88,15 @@ def test_train_tiny_vgg(tmp_path: Path) -> None:
         "1",
         "--tone-augment",
         "0.5",
+        "--sign-noise-augment",
+        "0.5",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     meta = json.loads(verified_bytes(out / "tiny_vgg.json"))
     assert meta["architecture"]["kind"] == "vgg"
     assert meta["architecture"]["channels"] == 8 and meta["architecture"]["blocks"] == 3
     assert meta["training"]["tone_augment"] == 0.5
+    assert meta["training"]["sign_noise_augment"] == 0.5
     assert "VGG-style CNN" in (out / "tiny_vgg.md").read_text()
     clips = np.zeros((4, CLIP_SAMPLES), dtype=np.float32)
     for i, path in enumerate(WAV_FIXTURES[:4]):
@@ -116,3 +119,11 @@ def test_train_tiny_vgg(tmp_path: Path) -> None:
     logits = np.asarray(load_twin(out / "tiny_vgg_float.tflite", logits=True)(clips))
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     np.testing.assert_allclose(e / e.sum(axis=1, keepdims=True), float_probs, atol=1e-3)
+
+
+@pytest.mark.parametrize("flag", ["--tone-augment", "--sign-noise-augment"])
+def test_train_refuses_an_augmentation_share_outside_0_1(tmp_path: Path, flag: str) -> None:
+    result = train_tiny(tmp_path / "models", flag, "1.5")
+    assert result.returncode != 0
+    assert f"{flag} 1.5: must be a share in [0, 1]" in result.stderr
+    assert not (tmp_path / "models").exists()

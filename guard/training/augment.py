@@ -97,6 +97,26 @@ def tones(
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
+def sign_noise(
+    clips: FloatArray,
+    rng: np.random.Generator,
+    p: float,
+    snr_db: tuple[float, float] = (20.0, 40.0),
+) -> FloatArray:
+    """Add random-sign noise (+-a on every sample, white) at an SNR drawn from ``snr_db`` per
+    clip to a share ``p`` of clips, labels unchanged. It is FGSM's perturbation with the
+    gradient's signs replaced by coin flips: a model trained so is less fragile to a
+    perturbation of that size in any direction (docs/DETECTION.md: most of FGSM's successes
+    at 25 dB are clips any noise that loud flips)."""
+    out = clips.copy()
+    for i in np.flatnonzero(rng.random(len(clips)) < p):
+        rms = float(np.sqrt(np.mean(clips[i].astype(np.float64) ** 2)))
+        amplitude = rms * 10 ** (-rng.uniform(*snr_db) / 20)
+        signs = rng.integers(0, 2, CLIP_SAMPLES) * 2 - 1
+        out[i] += (amplitude * signs).astype(np.float32)
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
 def augment_waveforms(
     clips: FloatArray, noise: list[FloatArray], rng: np.random.Generator
 ) -> FloatArray:

@@ -69,6 +69,9 @@ class TrainConfig:
     tone_augment: float = 0.0
     """Share of each epoch's clips that get a random tone (100-7900 Hz, 0.05-0.5 s, scale
     0.02-0.3) and keep their label (``augment.tones``); 0 = off, as every shipped model."""
+    sign_noise_augment: float = 0.0
+    """Share of each epoch's clips that get random-sign white noise at 20-40 dB SNR and keep
+    their label (``augment.sign_noise``); 0 = off, as every shipped model."""
     training_seed: int | None = None
     """Seed of the weights, the epoch sampling and the augmentation, when it should differ
     from ``seed`` (which then only picks the data: speakers, poisoned clips): the same
@@ -236,6 +239,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         waves = augment.augment_waveforms(waves, noise, rng)
         if cfg.tone_augment:
             waves = augment.tones(waves, rng, cfg.tone_augment)
+        if cfg.sign_noise_augment:
+            waves = augment.sign_noise(waves, rng, cfg.sign_noise_augment)
         feats = augment.spec_mask(
             log_mel_from_samples(waves), rng, p=0.5, max_frames=8, max_bands=6
         )

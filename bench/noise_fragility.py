@@ -1,0 +1,99 @@
+"""How fragile each model is to noise of FGSM's size, and how accurate it stays.
+
+    python bench/noise_fragility.py --model models/commands.tflite [--model OTHER.tflite ...]
+        [--clips 400] [--draws 3] [--snr-db 25] [--json PATH]
+
+Most of FGSM's successes at a 25 dB budget are clips that *any* noise that loud flips
+(docs/DETECTION.md): a detector cannot tell those from a noisy recording, a model less fragile
+to noise has fewer of them. Per model: the share of the first ``--clips`` clean clips of the
+"evaluate" speakers (the clips bench/eval_detection.py attacks, in the same order) whose int8
+label changes when random-sign noise (+-eps on every sample, eps = rms * 10^(-snr/20): FGSM's
+budget with coin flips for the gradient's signs) is added, per draw and its median; the int8
+accuracy on those clean clips and on the model's validation split (its figures card).
+Runtime dependencies only; ~10 s per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guard import devdata
+from guard.classifier import CommandClassifier
+from guard.features import log_mel_from_samples
+from guard.training import dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def labels_of(model: CommandClassifier, x: np.ndarray) -> np.ndarray:
+    feats = log_mel_from_samples(x)
+    return np.concatenate(
+        [
+            model.predict(feats[i : i + 200]).probabilities.argmax(axis=1)
+            for i in range(0, len(feats), 200)
+        ]
+    )
+
+
+def sign_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    rms = np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1, keepdims=True))
+    eps = rms * 10 ** (-snr_db / 20)
+    signs = rng.integers(0, 2, x.shape) * 2 - 1
+    return np.clip(x + eps * signs, -1.0, 1.0).astype(np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/speech_commands")
+    parser.add_argument("--model", type=Path, action="append", required=True)
+    parser.add_argument("--clips", type=int, default=400)
+    parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--snr-db", type=float, default=25.0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    chosen = devdata.clips(args.data, "evaluate", args.clips, seed=1)
+    x = devdata.audio(chosen)
+    truth = np.array([dataset.LABELS.index(c.label) for c in chosen])
+    report: dict[str, Any] = {"clips": len(x), "snr_db": args.snr_db, "models": {}}
+    print(f"{len(x)} evaluate clips, random-sign noise at {args.snr_db:g} dB SNR\n")
+    print(
+        "| model | int8 validation accuracy | accuracy on these clips | label flipped by the noise (median of draws) |"
+    )
+    print("| --- | --- | --- | --- |")
+    for path in args.model:
+        model = CommandClassifier(path)
+        clean = labels_of(model, x)
+        flips = [
+            float(
+                np.mean(
+                    labels_of(model, sign_noise(x, args.snr_db, np.random.default_rng(d))) != clean
+                )
+            )
+            for d in range(args.draws)
+        ]
+        figures = path.with_name(path.stem + ".figures.json")
+        val = json.loads(figures.read_text())["int8"]["accuracy"] if figures.exists() else None
+        row = {
+            "validation_accuracy": val,
+            "accuracy": float(np.mean(clean == truth)),
+            "flipped": flips,
+            "flipped_median": float(np.median(flips)),
+        }
+        report["models"][str(path)] = row
+        shown = "–" if val is None else f"{100 * val:.1f} %"
+        draws = ", ".join(f"{100 * f:.1f}" for f in flips)
+        print(
+            f"| {path.name} | {shown} | {100 * row['accuracy']:.1f} % | "
+            f"**{100 * row['flipped_median']:.1f} %** ({draws}) |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
