@@ -78,18 +78,19 @@ def main() -> None:
         ]
         figures = path.with_name(path.stem + ".figures.json")
         val = json.loads(figures.read_text())["int8"]["accuracy"] if figures.exists() else None
-        row = {
+        accuracy = float(np.mean(clean == truth))
+        median = float(np.median(flips))
+        report["models"][str(path)] = {
             "validation_accuracy": val,
-            "accuracy": float(np.mean(clean == truth)),
+            "accuracy": accuracy,
             "flipped": flips,
-            "flipped_median": float(np.median(flips)),
+            "flipped_median": median,
         }
-        report["models"][str(path)] = row
         shown = "–" if val is None else f"{100 * val:.1f} %"
         draws = ", ".join(f"{100 * f:.1f}" for f in flips)
         print(
-            f"| {path.name} | {shown} | {100 * row['accuracy']:.1f} % | "
-            f"**{100 * row['flipped_median']:.1f} %** ({draws}) |"
+            f"| {path.name} | {shown} | {100 * accuracy:.1f} % | "
+            f"**{100 * median:.1f} %** ({draws}) |"
         )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
