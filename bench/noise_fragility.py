@@ -44,7 +44,7 @@ def sign_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.nda
     rms = np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1, keepdims=True))
     eps = rms * 10 ** (-snr_db / 20)
     signs = rng.integers(0, 2, x.shape) * 2 - 1
-    return np.clip(x + eps * signs, -1.0, 1.0).astype(np.float32)
+    return np.asarray(np.clip(x + eps * signs, -1.0, 1.0), dtype=np.float32)
 
 
 def main() -> None:
