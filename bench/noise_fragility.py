@@ -3,9 +3,9 @@
     python bench/noise_fragility.py --model models/commands.tflite [--model OTHER.tflite ...]
         [--clips 400] [--draws 3] [--snr-db 25] [--json PATH]
 
-Most of FGSM's successes at a 25 dB budget are clips that *any* noise that loud flips
-(docs/DETECTION.md): a detector cannot tell those from a noisy recording, a model less fragile
-to noise has fewer of them. Per model: the share of the first ``--clips`` clean clips of the
+Were FGSM's successes at a 25 dB budget clips that *any* noise that loud flips, a model
+less fragile to noise would leave it fewer (docs/DETECTION.md, "A model hardened against
+noise": it does not). Per model: the share of the first ``--clips`` clean clips of the
 "evaluate" speakers (the clips bench/eval_detection.py attacks, in the same order) whose int8
 label changes when random-sign noise (+-eps on every sample, eps = rms * 10^(-snr/20): FGSM's
 budget with coin flips for the gradient's signs) is added, per draw and its median; the int8

@@ -145,7 +145,7 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=0.0,
         metavar="SHARE",
         help="add random-sign white noise at 20-40 dB SNR to this share of each epoch's clips, "
-        "labels unchanged: less fragile to perturbations of FGSM's size (default 0: off)",
+        "labels unchanged: less fragile to noise that loud, not to FGSM (default 0: off)",
     )
     p.set_defaults(func=_cmd_train)
 
