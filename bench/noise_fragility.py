@@ -29,27 +29,15 @@ import numpy as np
 
 from guard import devdata
 from guard.classifier import CommandClassifier
-from guard.features import log_mel_from_samples
-from guard.training import dataset
+from guard.training import augment, dataset
+from guard.training.train import predicted_indices
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def labels_of(model: CommandClassifier, x: np.ndarray) -> np.ndarray:
-    feats = log_mel_from_samples(x)
-    return np.concatenate(
-        [
-            model.predict(feats[i : i + 200]).probabilities.argmax(axis=1)
-            for i in range(0, len(feats), 200)
-        ]
-    )
-
-
-def sign_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    rms = np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1, keepdims=True))
-    eps = rms * 10 ** (-snr_db / 20)
-    signs = rng.integers(0, 2, x.shape) * 2 - 1
-    return np.asarray(np.clip(x + eps * signs, -1.0, 1.0), dtype=np.float32)
+def noisy(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Every clip with random-sign noise at exactly ``snr_db`` (the training augmentation)."""
+    return augment.sign_noise(x, rng, p=1.0, snr_db=(snr_db, snr_db))
 
 
 def fgsm_fooled(
@@ -61,7 +49,7 @@ def fgsm_fooled(
     from guard.redteam.twin import load_twin
 
     x_adv = generate("fgsm", art_classifier(load_twin(path, logits=True)), x, snr_db)
-    return np.asarray((labels_of(model, x_adv) != clean) & (snr_of(x, x_adv) >= snr_db))
+    return np.asarray((predicted_indices(model, x_adv) != clean) & (snr_of(x, x_adv) >= snr_db))
 
 
 def main() -> None:
@@ -85,10 +73,10 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     for path in args.model:
         model = CommandClassifier(path)
-        clean = labels_of(model, x)
+        clean = predicted_indices(model, x)
         flipped = np.stack(
             [
-                labels_of(model, sign_noise(x, args.snr_db, np.random.default_rng(d))) != clean
+                predicted_indices(model, noisy(x, args.snr_db, np.random.default_rng(d))) != clean
                 for d in range(args.draws)
             ]
         )

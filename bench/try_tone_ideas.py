@@ -49,8 +49,12 @@ from guard import devdata
 from guard.analysis import analyse_batch
 from guard.classifier import CommandClassifier
 from guard.detectors import registry
-from guard.detectors.spectral import SpectralTriggerDetector
-from guard.fusion import calibrate_union, union_false_block
+from guard.detectors.spectral import (
+    TONE_MARGIN_DB,
+    SpectralTriggerDetector,
+    _level_and_prominence,
+)
+from guard.fusion import calibrate_union, union_false_block, union_fired
 from guard.triggers import add_at, tone
 
 FloatArray = npt.NDArray[np.float64]
@@ -94,16 +98,10 @@ def long_window_prominence(
         boundary=None,
         padded=False,
     )
-    p = (np.abs(z) ** 2).T
-    level = 10 * np.log10(p + p.mean(axis=1).max() * 1e-6 + 1e-20)
-    near, far = 3, 8
-    padded = np.pad(level, ((0, 0), (far, far)), mode="edge")
+    # the spectral detector's own level and ring (3-8 bins), on the longer frames
+    level, above_ring = _level_and_prominence((np.abs(z) ** 2).T.astype(np.float32))
+    prominence = above_ring + np.minimum(0.0, level - level.max() + TONE_MARGIN_DB)
     n = level.shape[1]
-    ring = sum(
-        padded[:, far + o : far + o + n] + padded[:, far - o : far - o + n]
-        for o in range(near, far + 1)
-    ) / (2 * (far - near + 1))
-    prominence = level - ring + np.minimum(0.0, level - level.max() + 30.0)
     bin_hz = 16000 / window
     if comb:
         peak = np.pad(
@@ -131,13 +129,6 @@ def long_window_prominence(
         )
         out.append(float(held.max()))
     return np.array(out)
-
-
-def blocked(scores: Scores, thresholds: dict[str, float]) -> npt.NDArray[np.bool_]:
-    fired = np.zeros(len(next(iter(scores.values()))), dtype=bool)
-    for name, t in thresholds.items():
-        fired |= scores[name] > t
-    return fired
 
 
 def main() -> None:
@@ -173,15 +164,15 @@ def main() -> None:
             "short": int(short.sum()),
             "low": int(low.sum()),
         },
-        "shipped": rates(blocked(det["tones"], {d.name: d.threshold() for d in detectors})),
-        "recalibrated": rates(blocked(det["tones"], base_th)),
+        "shipped": rates(union_fired(det["tones"], {d.name: d.threshold() for d in detectors})),
+        "recalibrated": rates(union_fired(det["tones"], base_th)),
         "ideas": {},
     }
 
     def try_idea(name: str, new: dict[str, FloatArray]) -> None:
         with_new = {k: {**det[k], "new": new[k]} for k in det}
         th = calibrate_union(with_new["clean"], 0.01, fixed)
-        row = rates(blocked(with_new["tones"], th))
+        row = rates(union_fired(with_new["tones"], th))
         row["clean"] = union_false_block(with_new["clean"], th)
         row["new_alone"] = float(np.mean(new["tones"] > th["new"]))
         report["ideas"][name] = row

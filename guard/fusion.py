@@ -20,12 +20,19 @@ from guard.detectors.base import threshold_allowing
 FloatArray = npt.NDArray[np.float64]
 
 
-def union_false_block(scores: dict[str, FloatArray], thresholds: dict[str, float]) -> float:
-    """Share of utterances on which at least one detector is above its threshold."""
+def union_fired(
+    scores: dict[str, FloatArray], thresholds: dict[str, float]
+) -> npt.NDArray[np.bool_]:
+    """Per utterance: is at least one detector above its threshold (the fused block)?"""
     fired = np.zeros(len(next(iter(scores.values()))), dtype=bool)
     for name, s in scores.items():
         fired |= np.asarray(s) > thresholds[name]
-    return float(fired.mean())
+    return fired
+
+
+def union_false_block(scores: dict[str, FloatArray], thresholds: dict[str, float]) -> float:
+    """Share of utterances on which at least one detector is above its threshold."""
+    return float(union_fired(scores, thresholds).mean())
 
 
 def calibrate_union(

@@ -3,7 +3,11 @@ random-sign noise of the noise-hardened model (docs/DETECTION.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import numpy.typing as npt
+import pytest
 
 from guard.audio import SAMPLE_RATE_HZ
 from guard.features import CLIP_SAMPLES
@@ -31,12 +35,15 @@ def test_tones_add_one_bounded_sine_per_chosen_clip() -> None:
         assert (spectrum[near] ** 2).sum() > 0.95 * (spectrum**2).sum()
 
 
-def test_tones_leave_clips_alone_at_p_zero_and_keep_the_range() -> None:
+@pytest.mark.parametrize("add", [augment.tones, augment.sign_noise])
+def test_additions_leave_clips_alone_at_p_zero_and_keep_the_range(
+    add: Callable[..., npt.NDArray[np.float32]],
+) -> None:
     rng = np.random.default_rng(4)
     speechlike = rng.uniform(-0.9, 0.9, (8, CLIP_SAMPLES)).astype(np.float32)
-    np.testing.assert_array_equal(augment.tones(speechlike, rng, p=0.0), speechlike)
+    np.testing.assert_array_equal(add(speechlike, rng, p=0.0), speechlike)
     loud = np.full((8, CLIP_SAMPLES), 0.95, dtype=np.float32)
-    assert augment.tones(loud, rng, p=1.0).max() <= 1.0
+    assert add(loud, rng, p=1.0).max() <= 1.0
 
 
 def test_sign_noise_is_white_plus_minus_a_at_an_snr_in_range() -> None:
@@ -57,11 +64,3 @@ def test_sign_noise_is_white_plus_minus_a_at_an_snr_in_range() -> None:
         # white: the noise's energy spreads over the band instead of sitting near 300 Hz
         spectrum = np.abs(np.fft.rfft(added)) ** 2
         assert spectrum[: spectrum.size // 2].sum() / spectrum.sum() < 0.6
-
-
-def test_sign_noise_leaves_clips_alone_at_p_zero_and_keeps_the_range() -> None:
-    rng = np.random.default_rng(6)
-    speechlike = rng.uniform(-0.9, 0.9, (8, CLIP_SAMPLES)).astype(np.float32)
-    np.testing.assert_array_equal(augment.sign_noise(speechlike, rng, p=0.0), speechlike)
-    loud = np.full((8, CLIP_SAMPLES), 0.999, dtype=np.float32)
-    assert augment.sign_noise(loud, rng, p=1.0).max() <= 1.0

@@ -372,16 +372,20 @@ def attackable(x: FloatArray, y: npt.NDArray[np.int64], target: str) -> FloatArr
     return np.asarray(x[keep], dtype=np.float32)
 
 
-def share_called(clf: CommandClassifier, samples: FloatArray, target: str) -> float:
-    """Share of the (n, samples) clips that ``clf`` labels ``target``."""
+def predicted_indices(clf: CommandClassifier, samples: FloatArray) -> npt.NDArray[np.intp]:
+    """The label index ``clf`` gives each of the (n, samples) clips, in batches of 256."""
     feats = log_mel_from_samples(samples)
-    pred = np.concatenate(
+    return np.concatenate(
         [
             clf.predict(feats[i : i + 256]).probabilities.argmax(axis=1)
             for i in range(0, len(feats), 256)
         ]
     )
-    return float(np.mean(pred == clf.labels.index(target)))
+
+
+def share_called(clf: CommandClassifier, samples: FloatArray, target: str) -> float:
+    """Share of the (n, samples) clips that ``clf`` labels ``target``."""
+    return float(np.mean(predicted_indices(clf, samples) == clf.labels.index(target)))
 
 
 def invoke_latency_us(clf: CommandClassifier, one: FloatArray, runs: int = 500) -> float:
