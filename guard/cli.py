@@ -286,7 +286,14 @@ def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p = sub.add_parser(
         "calibrate", help="refit detectors and thresholds on your own clean recordings"
     )
-    p.add_argument("directory", type=Path, help="folder of your clean recordings (WAV/FLAC)")
+    p.add_argument(
+        "directories",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="folders of clean recordings (WAV/FLAC): yours, and any general speech to keep "
+        "other voices passing (visitors)",
+    )
     p.add_argument("--out", type=Path, required=True, help="where to write the fitted detectors")
     p.add_argument(
         "--target-false-block",
@@ -314,9 +321,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         raise GuardError(f"--target-false-block must be in [0, 1), got {args.target_false_block}")
     settings = _settings(args.config)
     model = CommandClassifier(args.model or settings.model.path, num_threads=settings.model.threads)
-    paths = calibration.list_audio(args.directory)
+    paths = [p for d in args.directories for p in calibration.list_audio(d)]
+    where = ", ".join(str(d) for d in args.directories)
     if len(paths) < 10:
-        raise GuardError(f"{args.directory}: need at least 10 recordings, found {len(paths)}")
+        raise GuardError(f"{where}: need at least 10 recordings, found {len(paths)}")
     fit_paths, cal_paths = calibration.split_fit_calibrate(paths, args.calibrate_fraction)
     fit_set, errors = calibration.analyse_files(fit_paths, model)
     cal_set, more = calibration.analyse_files(cal_paths, model)
@@ -329,7 +337,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         args.target_false_block,
         calibration.detector_options(settings),
     )
-    report["data"] = str(args.directory)
+    report["data"] = where
     registry.save(args.out, detectors, report)
     print(
         f"wrote {len(detectors)} detectors to {args.out}: clean false-block "

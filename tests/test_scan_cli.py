@@ -111,6 +111,26 @@ def test_calibrate_fits_strip_with_the_configured_blends(tmp_path: Path) -> None
     assert strip.active_ and len(strip.bank_) == 3
 
 
+def test_calibrate_reads_every_folder_given(tmp_path: Path) -> None:
+    """The owner's recordings and a general speech folder (visitors' voices) in one state."""
+    import shutil
+
+    wavs = sorted((DATA / "wav").glob("*.wav"))
+    for i, path in enumerate(wavs):
+        folder = tmp_path / ("mine" if i % 2 else "general")
+        folder.mkdir(exist_ok=True)
+        shutil.copy(path, folder / path.name)
+    out = tmp_path / "state"
+    result = guard(
+        "calibrate", tmp_path / "mine", tmp_path / "general", "--out", out,
+        "--target-false-block", "0.1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(verified_bytes(out / "calibration.json"))
+    assert report["fit_utterances"] + report["calibration_utterances"] == len(wavs)
+    assert report["data"] == f"{tmp_path / 'mine'}, {tmp_path / 'general'}"
+
+
 def test_calibrate_refuses_too_few(tmp_path: Path) -> None:
     result = guard("calibrate", ROOT / "demo", "--out", tmp_path / "x")
     assert result.returncode == 2
