@@ -12,7 +12,7 @@ word, a level drawn from a 0.1-0.8 peak), and again with background noise mixed 
 0.02-0.3). Reports, per engine and overall: the share blocked (a false block: every clip is a
 clean command), which detectors fired, and how often the model hears the right word.
 
-Needs the TTS engines: ``apt-get install espeak-ng flite festival festvox-kallpc16k
+No dither (sox -D), so a run is repeatable. Needs the TTS engines: ``apt-get install espeak-ng flite festival festvox-kallpc16k
 festvox-kdlpc16k festvox-us-slt-hts sox`` (Debian main), and ``../shared/data`` for the noise.
 ~2 min on one core.
 """
@@ -81,7 +81,7 @@ def speak(
         text = word.encode()
     subprocess.run(cmd, input=text, check=True, capture_output=True)
     subprocess.run(
-        ["sox", "-q", str(native), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True
+        ["sox", "-q", "-D", str(native), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True
     )
 
 

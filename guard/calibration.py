@@ -99,6 +99,53 @@ def fit_and_calibrate(
     return detectors, report
 
 
+def against_state(
+    state_dir: Path, held_out: Sequence[Analysis], names: Sequence[str]
+) -> dict[str, Any] | None:
+    """How the state at ``state_dir`` (the one the config points at) does on the held-out
+    recordings of a calibration: the share its fused rule blocks, per detector, and its
+    thresholds. None when it was fitted for another model or cannot be read (then there is
+    nothing to compare with)."""
+    try:
+        if registry.read_report(state_dir).get("model_sha256") != held_out[0].model.sha256:
+            return None
+        detectors = registry.load(state_dir, names)
+    except (GuardError, OSError, ValueError) as exc:
+        log.info("no comparison with %s: %s", state_dir, exc)
+        return None
+    scores = {d.name: d.anomaly_score(held_out) for d in detectors}
+    thresholds = {d.name: d.threshold() for d in detectors}
+    return {
+        "state_dir": str(state_dir),
+        "false_block": union_false_block(scores, thresholds),
+        "per_detector_false_block": {
+            n: float(np.mean(s > thresholds[n])) for n, s in scores.items()
+        },
+        "thresholds": thresholds,
+    }
+
+
+def comparison_lines(report: dict[str, Any]) -> list[str]:
+    """Two lines for the owner: what the configured state blocked of these recordings, and
+    each threshold beside the configured one (a higher threshold fires on less)."""
+    old = report.get("configured_state")
+    if not old:
+        return []
+    fired = ", ".join(
+        f"{n} {share:.1%}" for n, share in old["per_detector_false_block"].items() if share > 0
+    )
+    pairs = ", ".join(
+        f"{n} {t:.3g} ({old['thresholds'][n]:.3g})"
+        for n, t in report["thresholds"].items()
+        if n in old["thresholds"] and t != old["thresholds"][n]
+    )
+    return [
+        f"the configured state {old['state_dir']} blocks {old['false_block']:.2%} of the same "
+        f"held-out recordings" + (f" ({fired})" if fired else ""),
+        f"thresholds, new (configured): {pairs or 'unchanged'}",
+    ]
+
+
 def detector_options(settings: Settings) -> dict[str, dict[str, Any]]:
     """Constructor arguments the configuration gives detectors: the second ears get guard's
     own model (``model.reference_path``) and the commands it checks

@@ -338,12 +338,18 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         calibration.detector_options(settings),
     )
     report["data"] = where
+    if cal_set:
+        report["configured_state"] = calibration.against_state(
+            settings.detectors.state_dir, cal_set, settings.detectors.enabled
+        )
     registry.save(args.out, detectors, report)
     print(
         f"wrote {len(detectors)} detectors to {args.out}: clean false-block "
         f"{report['calibration_false_block']:.2%} on {len(cal_set)} held-out recordings "
         f"(target {args.target_false_block:.2%}). Point detectors.state_dir in config.yaml at it."
     )
+    for line in calibration.comparison_lines(report):
+        print(line)
     return 1 if errors or more else 0
 
 

@@ -61,6 +61,13 @@ def test_calibrate_writes_state_the_scan_uses(tmp_path: Path) -> None:
     report = json.loads(verified_bytes(out / "calibration.json"))
     assert report["calibration_false_block"] <= 0.1
     assert report["fit_utterances"] + report["calibration_utterances"] == 20
+    # the owner sees what the configured (shipped) state did on the same held-out recordings
+    old = report["configured_state"]
+    shipped = json.loads(verified_bytes(MODELS / "detectors" / "calibration.json"))
+    assert old["thresholds"] == shipped["thresholds"]
+    assert 0.0 <= old["false_block"] <= 1.0
+    assert f"the configured state {MODELS / 'detectors'} blocks" in result.stdout
+    assert "thresholds, new (configured): " in result.stdout
     names = ("spectral", "gmm", "strip", "activation", "consistency", "second_ear")
     for name in (*names, "second_ear_consistency"):
         verified_bytes(out / f"{name}.npz")
@@ -78,6 +85,9 @@ def test_calibrate_for_a_vendor_model_builds_in_the_second_ear(tmp_path: Path) -
     out = tmp_path / "vendor"
     result = guard("calibrate", DATA / "wav", "--out", out, "--model", vendor)
     assert result.returncode == 0, result.stderr[-2000:]
+    # the configured state is for guard's own model: nothing to compare the vendor's with
+    assert json.loads(verified_bytes(out / "calibration.json"))["configured_state"] is None
+    assert "the configured state" not in result.stdout
     ear = SecondEarDetector.load(out / "second_ear.npz")
     shipped = CommandClassifier(MODELS / "commands.tflite")
     assert ear.active_ and ear.labels == ("go",)
