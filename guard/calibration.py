@@ -40,8 +40,15 @@ def analyse_files(
     return out, errors
 
 
-def list_audio(directory: Path) -> list[Path]:
-    return [p for p, err in iter_audio_paths([directory]) if err is None]
+def list_audio(directories: Sequence[Path]) -> list[Path]:
+    """Every audio file under ``directories``; a folder that is missing or holds no audio is
+    an error naming it (a mistyped second folder must not pass unnoticed)."""
+    out = []
+    for path, err in iter_audio_paths(directories):
+        if err is not None:
+            raise err
+        out.append(path)
+    return out
 
 
 def split_fit_calibrate(

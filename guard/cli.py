@@ -321,7 +321,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         raise GuardError(f"--target-false-block must be in [0, 1), got {args.target_false_block}")
     settings = _settings(args.config)
     model = CommandClassifier(args.model or settings.model.path, num_threads=settings.model.threads)
-    paths = [p for d in args.directories for p in calibration.list_audio(d)]
+    paths = calibration.list_audio(args.directories)
     where = ", ".join(str(d) for d in args.directories)
     if len(paths) < 10:
         raise GuardError(f"{where}: need at least 10 recordings, found {len(paths)}")

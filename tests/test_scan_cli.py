@@ -141,6 +141,13 @@ def test_calibrate_reads_every_folder_given(tmp_path: Path) -> None:
     assert report["data"] == f"{tmp_path / 'mine'}, {tmp_path / 'general'}"
 
 
+def test_calibrate_names_a_missing_folder(tmp_path: Path) -> None:
+    result = guard("calibrate", DATA / "wav", tmp_path / "typo", "--out", tmp_path / "x")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"guard: error: {tmp_path / 'typo'}: no such file or directory"
+    assert not (tmp_path / "x").exists()
+
+
 def test_calibrate_refuses_too_few(tmp_path: Path) -> None:
     result = guard("calibrate", ROOT / "demo", "--out", tmp_path / "x")
     assert result.returncode == 2
