@@ -74,10 +74,13 @@ def fit_and_calibrate(
     names: Sequence[str],
     target_false_block: float,
     options: dict[str, dict[str, Any]] | None = None,
+    kept: dict[str, float] | None = None,
 ) -> tuple[list[Detector], dict[str, Any]]:
     """Fit each named detector on ``fit_set``; set the union thresholds on ``calibration_set``.
 
     ``options`` maps a detector name to its constructor arguments (see ``detector_options``).
+    ``kept`` thresholds (``guard calibrate --keep-threshold``: the configured state's) are
+    not recalibrated; what they block counts first, as a stated rule's does.
     """
     detectors = []
     scores = {}
@@ -90,6 +93,7 @@ def fit_and_calibrate(
         detectors.append(detector)
         log.info("fitted %s in %.1f s", name, timings[name])
     fixed = {d.name: t for d in detectors if (t := d.fixed_threshold()) is not None}
+    fixed.update(kept or {})
     thresholds = calibrate_union(scores, target_false_block, fixed)
     for detector in detectors:
         detector.threshold_ = thresholds[detector.name]
@@ -99,6 +103,7 @@ def fit_and_calibrate(
         "calibration_false_block": union_false_block(scores, thresholds),
         "per_detector_false_block": {n: float(np.mean(scores[n] > thresholds[n])) for n in names},
         "thresholds": thresholds,
+        "kept_thresholds": sorted(kept or {}),
         "fit_utterances": len(fit_set),
         "calibration_utterances": len(calibration_set),
         "fit_seconds": timings,

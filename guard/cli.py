@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from guard.classifier import CommandClassifier
     from guard.config import Settings
 
 log = logging.getLogger("guard")
@@ -309,6 +310,15 @@ def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     p.add_argument("--config", type=Path, default=None)
     p.add_argument("--model", type=Path, default=None)
+    p.add_argument(
+        "--keep-threshold",
+        action="append",
+        default=[],
+        metavar="DETECTOR",
+        help="keep this detector's threshold from the configured state instead of "
+        "recalibrating it (repeatable; e.g. consistency, to keep guard's view of adversarial "
+        "perturbations when your voices move the model's prediction)",
+    )
     p.set_defaults(func=_cmd_calibrate)
 
 
@@ -321,6 +331,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         raise GuardError(f"--target-false-block must be in [0, 1), got {args.target_false_block}")
     settings = _settings(args.config)
     model = CommandClassifier(args.model or settings.model.path, num_threads=settings.model.threads)
+    kept = _kept_thresholds(args.keep_threshold, settings, model)
     paths = calibration.list_audio(args.directories)
     where = ", ".join(str(d) for d in args.directories)
     if len(paths) < 10:
@@ -336,6 +347,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         settings.detectors.enabled,
         args.target_false_block,
         calibration.detector_options(settings),
+        kept,
     )
     report["data"] = where
     if cal_set:
@@ -348,9 +360,40 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         f"{report['calibration_false_block']:.2%} on {len(cal_set)} held-out recordings "
         f"(target {args.target_false_block:.2%}). Point detectors.state_dir in config.yaml at it."
     )
+    if kept and report["calibration_false_block"] > args.target_false_block:
+        print(
+            f"above the target: the kept thresholds ({', '.join(sorted(kept))}) block more of "
+            "these recordings than the target allows; the other detectors were left at the "
+            "top of their clean scores"
+        )
     for line in calibration.comparison_lines(report):
         print(line)
     return 1 if errors or more else 0
+
+
+def _kept_thresholds(
+    names: list[str], settings: Settings, model: CommandClassifier
+) -> dict[str, float]:
+    """The configured state's thresholds for ``--keep-threshold``: only from a state fitted for
+    the same model, and only for enabled detectors."""
+    if not names:
+        return {}
+    from guard.detectors import registry
+
+    state_dir = settings.detectors.state_dir
+    for name in names:
+        if name not in settings.detectors.enabled:
+            raise GuardError(
+                f"--keep-threshold {name}: not an enabled detector "
+                f"({', '.join(settings.detectors.enabled)})"
+            )
+    report = registry.read_report(state_dir)
+    if report.get("model_sha256") != model.sha256:
+        raise GuardError(
+            f"--keep-threshold: {state_dir} was fitted for another model than "
+            f"{model.model_path}; there is no threshold to keep"
+        )
+    return {name: float(report["thresholds"][name]) for name in names}
 
 
 def _add_review(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

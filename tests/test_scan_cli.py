@@ -141,6 +141,37 @@ def test_calibrate_reads_every_folder_given(tmp_path: Path) -> None:
     assert report["data"] == f"{tmp_path / 'mine'}, {tmp_path / 'general'}"
 
 
+def test_calibrate_keeps_a_configured_threshold(tmp_path: Path) -> None:
+    """``--keep-threshold consistency`` leaves that threshold as the configured state has it
+    and recalibrates the others around it."""
+    out = tmp_path / "kept"
+    result = guard(
+        "calibrate", DATA / "wav", "--out", out, "--target-false-block", "0.1",
+        "--keep-threshold", "consistency",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(verified_bytes(out / "calibration.json"))
+    shipped = json.loads(verified_bytes(MODELS / "detectors" / "calibration.json"))
+    assert report["thresholds"]["consistency"] == shipped["thresholds"]["consistency"]
+    assert report["kept_thresholds"] == ["consistency"]
+    assert report["thresholds"]["spectral"] != shipped["thresholds"]["spectral"]
+
+
+def test_calibrate_keep_threshold_errors_are_one_line(tmp_path: Path) -> None:
+    result = guard("calibrate", DATA / "wav", "--out", tmp_path / "x", "--keep-threshold", "gmn")
+    assert result.returncode == 2
+    assert result.stderr.startswith("guard: error: --keep-threshold gmn: not an enabled detector")
+    vendor = MODELS / "eval" / "backdoor_cough.tflite"
+    result = guard(
+        "calibrate", DATA / "wav", "--out", tmp_path / "x", "--model", vendor,
+        "--keep-threshold", "spectral",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "was fitted for another model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
 def test_calibrate_names_a_missing_folder(tmp_path: Path) -> None:
     result = guard("calibrate", DATA / "wav", tmp_path / "typo", "--out", tmp_path / "x")
     assert result.returncode == 2
