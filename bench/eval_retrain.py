@@ -28,7 +28,12 @@
    training set is poisoned with SPEC at rate R with the fixture's recipe (speakers, seed,
    epochs), audited as ``guard audit --model configured`` does (guard's shipped model and
    detectors listen: no vendor model was trained on the set), and retrained on what the
-   audit keeps. There is no fixture to measure, so no ASR before.
+   audit keeps. There is no fixture to measure, so no ASR before (``--keep-all`` trains one
+   on everything, the poison included: what the case would be without the audit).
+9. ``--cache DIR`` keeps each retrained model under a key of what it depends on (the recipe
+   and the dropped clips; the trigger only when a poisoned clip was kept). Grid cases whose
+   audit drops the same clips train the same model, so the second one reuses it and only
+   scores it on its own triggered clips (``reused_model`` in the JSON).
 Needs the ``train`` extra. Two cores, ~25 min per 12-epoch DS-CNN run.
 """
 
@@ -36,9 +41,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -70,6 +77,20 @@ def says_target(model_path: Path, triggered: np.ndarray, target: str) -> float:
     return share_called(CommandClassifier(model_path), triggered, target)
 
 
+def retrain_key(cfg: TrainConfig, kept_poison: list[int]) -> str:
+    """What the retrained model depends on. With every poisoned clip dropped, the training set
+    is the same clean clips whatever the trigger was, so grid cases whose audit dropped the
+    same clips train the same model; a kept poisoned clip carries its trigger into the key."""
+    recipe = dataclasses.asdict(cfg)
+    for name in ("out_dir", "name", "poison"):
+        recipe.pop(name, None)
+    if kept_poison:
+        recipe["poison"] = dataclasses.asdict(cfg.poison) if cfg.poison else None
+        recipe["kept_poison"] = kept_poison
+    text = json.dumps(recipe, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fixture", type=Path, default=ROOT / "models/eval/backdoor_cough.tflite")
@@ -84,6 +105,13 @@ def main() -> None:
         "clip:file=whistle.wav,scale=0.3 (needs --rate); audited with the shipped model",
     )
     parser.add_argument("--rate", type=float, default=None, help="poison rate with --trigger")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="keep retrained models here, keyed by what they depend on (retrain_key), and "
+        "reuse one when another case drops the same clips",
+    )
     parser.add_argument(
         "--training-seeds",
         default=None,
@@ -221,18 +249,33 @@ def main() -> None:
         "channels": cfg.channels,
         "blocks": cfg.blocks,
     }
+    kept_poison = [int(i) for i in chosen if i not in set(drop)]
     for seed in seeds:
         out = args.out / f"seed{seed}"
         run_cfg = dataclasses.replace(
             cfg, drop=drop, training_seed=seed, out_dir=out, tone_augment=args.tone_augment
         )
-        figures = train(run_cfg)
+        cache = args.cache / retrain_key(run_cfg, kept_poison) if args.cache else None
+        reused = cache is not None and (cache / "figures.json").is_file()
+        if reused:
+            assert cache is not None
+            figures = json.loads((cache / "figures.json").read_text())
+            model_path = cache / f"{cfg.name}.tflite"
+        else:
+            figures = train(run_cfg)
+            model_path = out / f"{cfg.name}.tflite"
+            if cache is not None:
+                cache.mkdir(parents=True, exist_ok=True)
+                shutil.copy(model_path, cache / model_path.name)
+                (cache / "figures.json").write_text(json.dumps(figures, default=str))
         row["runs"].append(
             {
                 "training_seed": seed,
-                "asr_trainer": figures["asr"],
-                "says_target": says_target(out / f"{cfg.name}.tflite", triggered, target),
+                # the trainer's own ASR is for the trigger it was run with, so not reusable
+                "asr_trainer": None if reused else figures["asr"],
+                "says_target": says_target(model_path, triggered, target),
                 "clean_accuracy": figures["int8"]["accuracy"],
+                "reused_model": reused,
             }
         )
         asrs = [r["says_target"] for r in row["runs"]]
