@@ -34,6 +34,15 @@
    and the dropped clips; the trigger only when a poisoned clip was kept). Grid cases whose
    audit drops the same clips train the same model, so the second one reuses it and only
    scores it on its own triggered clips (``reused_model`` in the JSON).
+10. ``--reference-folds 2``: the audit's ear never heard the clips it judges. By default the
+   k-NN and label checks listen with guard's shipped model, which was trained on these very
+   speakers (on the clean versions of these clips), so it knows their true words. With K folds
+   the training speakers are cut into K speaker-disjoint folds (``dataset.speaker_fold``), a
+   reference model is trained on the clean clips of the other folds (``--reference-epochs``,
+   cached with ``--cache``), and each fold is audited on its own with the reference that never
+   heard it, as ``guard audit`` would judge a vendor's data set with guard's model. (The
+   ``runtime`` method still runs guard's shipped model and detector state, fitted on these
+   speakers' clean clips.)
 Needs the ``train`` extra. Two cores, ~25 min per 12-epoch DS-CNN run.
 """
 
@@ -65,6 +74,7 @@ from guard.training.train import (
     attackable,
     prepare_data,
     share_called,
+    split_clips,
     train,
 )
 from guard.triggers import TriggerSpec, parse_spec
@@ -89,6 +99,67 @@ def retrain_key(cfg: TrainConfig, kept_poison: list[int]) -> str:
         recipe["kept_poison"] = kept_poison
     text = json.dumps(recipe, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def trained_model(cfg: TrainConfig, cache: Path | None) -> tuple[Path, dict[str, Any], bool]:
+    """Train ``cfg`` (or reuse the model the cache holds under the same key): the model's path,
+    its trainer's figures, and whether it was reused."""
+    if cache is not None and (cache / "figures.json").is_file():
+        return cache / f"{cfg.name}.tflite", json.loads((cache / "figures.json").read_text()), True
+    figures = train(cfg)
+    model_path = cfg.out_dir / f"{cfg.name}.tflite"
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        shutil.copy(model_path, cache / model_path.name)
+        (cache / "figures.json").write_text(json.dumps(figures, default=str))
+    return model_path, figures, False
+
+
+def cross_fitted_audit(
+    guard: Guard,
+    cfg: TrainConfig,
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: int,
+    epochs: int,
+    cache: Path | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Flags of an audit whose reference model never heard the clip: each speaker fold is
+    audited with a model trained on the clean clips of the other folds."""
+    speakers = [c.speaker for c in split_clips(cfg)[0]]
+    assert len(speakers) == len(y), "the training split's clips and speakers differ"
+    fold = np.array([dataset.speaker_fold(s, folds) for s in speakers])
+    flagged = np.zeros(len(y), dtype=bool)
+    info: dict[str, Any] = {
+        "folds": folds,
+        "epochs": epochs,
+        "fold_clips": [],
+        "accuracy": [],
+        "audit_seconds": 0.0,
+    }
+    for f in range(folds):
+        idx = np.flatnonzero(fold == f)
+        ref_cfg = dataclasses.replace(
+            cfg,
+            poison=None,
+            drop=tuple(int(i) for i in idx),
+            epochs=epochs,
+            name=f"reference_fold{f}",
+            out_dir=cfg.out_dir / f"reference_fold{f}",
+            training_seed=None,
+            tone_augment=0.0,
+        )
+        key = cache / f"reference_{retrain_key(ref_cfg, [])}" if cache else None
+        ref_path, figures, _ = trained_model(ref_cfg, key)
+        started = time.perf_counter()
+        results, _ = DatasetAudit(guard, reference=CommandClassifier(ref_path)).run(
+            [f"train/{i}" for i in idx], [dataset.LABELS[i] for i in y[idx]], x[idx]
+        )
+        info["audit_seconds"] += time.perf_counter() - started
+        flagged[idx] = [r.flagged for r in results]
+        info["fold_clips"].append(len(idx))
+        info["accuracy"].append(figures["int8"]["accuracy"])
+    return flagged, info
 
 
 def main() -> None:
@@ -142,6 +213,16 @@ def main() -> None:
         help="retrain another architecture (its default size) on the same kept clips; "
         "default: the fixture's",
     )
+    parser.add_argument(
+        "--reference-folds",
+        type=int,
+        default=0,
+        help="audit each of K speaker folds with a reference model trained on the other folds' "
+        "clean clips (one that never heard the clip); 0 = guard's shipped model, which did",
+    )
+    parser.add_argument(
+        "--reference-epochs", type=int, default=20, help="training epochs of each fold's reference"
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -193,13 +274,20 @@ def main() -> None:
     default_state = ROOT / "models/detectors" if grid else args.fixture.with_suffix(".detectors")
     detectors = args.detectors or default_state
     guard = Guard(CommandClassifier(audited), registry.load(detectors, list(registry.DETECTORS)))
-    reference = CommandClassifier(ROOT / "models/commands.tflite")
-    started = time.perf_counter()
-    results, _ = DatasetAudit(guard, reference=reference).run(
-        [f"train/{i}" for i in range(len(y))], [dataset.LABELS[i] for i in y], x
-    )
-    audit_s = time.perf_counter() - started
-    flagged = np.array([r.flagged for r in results])
+    reference: dict[str, Any] = {"model": "models/commands.tflite (heard these speakers)"}
+    if args.reference_folds:
+        flagged, folds_info = cross_fitted_audit(
+            guard, cfg, x, y, args.reference_folds, args.reference_epochs, args.cache
+        )
+        audit_s = folds_info.pop("audit_seconds")
+        reference = {"model": "per fold, trained on the other folds' clean clips", **folds_info}
+    else:
+        started = time.perf_counter()
+        results, _ = DatasetAudit(
+            guard, reference=CommandClassifier(ROOT / "models/commands.tflite")
+        ).run([f"train/{i}" for i in range(len(y))], [dataset.LABELS[i] for i in y], x)
+        flagged = np.array([r.flagged for r in results])
+        audit_s = time.perf_counter() - started
     is_poison = np.zeros(len(y), dtype=bool)
     is_poison[chosen] = True
     row: dict[str, Any] = {
@@ -212,6 +300,7 @@ def main() -> None:
         "recall": float(flagged[is_poison].mean()),
         "clean_flagged": float(flagged[~is_poison].mean()),
         "audit_seconds": round(audit_s, 1),
+        "reference": reference,
         "asr_before": card["asr"],
     }
     print(json.dumps(row), flush=True)
@@ -256,18 +345,7 @@ def main() -> None:
             cfg, drop=drop, training_seed=seed, out_dir=out, tone_augment=args.tone_augment
         )
         cache = args.cache / retrain_key(run_cfg, kept_poison) if args.cache else None
-        reused = cache is not None and (cache / "figures.json").is_file()
-        if reused:
-            assert cache is not None
-            figures = json.loads((cache / "figures.json").read_text())
-            model_path = cache / f"{cfg.name}.tflite"
-        else:
-            figures = train(run_cfg)
-            model_path = out / f"{cfg.name}.tflite"
-            if cache is not None:
-                cache.mkdir(parents=True, exist_ok=True)
-                shutil.copy(model_path, cache / model_path.name)
-                (cache / "figures.json").write_text(json.dumps(figures, default=str))
+        model_path, figures, reused = trained_model(run_cfg, cache)
         row["runs"].append(
             {
                 "training_seed": seed,

@@ -42,6 +42,14 @@ def is_validation_speaker(speaker: str, validation_percent: float) -> bool:
     return h < validation_percent * 100
 
 
+def speaker_fold(speaker: str, folds: int) -> int:
+    """Which of ``folds`` speaker-disjoint folds a speaker is in: a stable hash, salted so the
+    folds cut across the validation split's hash instead of following it."""
+    if folds < 1:
+        raise ValueError(f"folds must be at least 1, got {folds}")
+    return int(hashlib.sha1(f"fold:{speaker}".encode()).hexdigest()[:8], 16) % folds
+
+
 def scan(data_dir: Path) -> list[Clip]:
     """All word clips under ``data_dir``; the same word/speaker/take from two sources counts once."""
     clips: list[Clip] = []

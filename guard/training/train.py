@@ -85,10 +85,9 @@ class Split:
     speakers: list[str] = field(default_factory=list)
 
 
-def load_split(
-    cfg: TrainConfig, rng: np.random.Generator
-) -> tuple[Split, Split, list[FloatArray], dict[str, Any]]:
-    """Read clips and noise; split speakers into train and validation."""
+def split_clips(cfg: TrainConfig) -> tuple[list[dataset.Clip], list[dataset.Clip]]:
+    """The training and validation clips, in the order the splits hold them (index ``i`` of
+    ``TrainingData.train`` is ``split_clips(cfg)[0][i]``, its speaker included)."""
     clips = dataset.scan(cfg.data_dir)
     if cfg.max_per_class:
         by_word: dict[str, list[dataset.Clip]] = {}
@@ -101,6 +100,14 @@ def load_split(
     val_clips = [
         c for c in clips if dataset.is_validation_speaker(c.speaker, cfg.validation_percent)
     ]
+    return train_clips, val_clips
+
+
+def load_split(
+    cfg: TrainConfig, rng: np.random.Generator
+) -> tuple[Split, Split, list[FloatArray], dict[str, Any]]:
+    """Read clips and noise; split speakers into train and validation."""
+    train_clips, val_clips = split_clips(cfg)
     if not train_clips or not val_clips:
         raise SystemExit(f"{cfg.data_dir}: too few speakers for a train/validation split")
     label_index = {label: i for i, label in enumerate(dataset.LABELS)}

@@ -1,0 +1,63 @@
+"""The audit grid's retrained-ASR table (docs/AUDIT.md) from ``bench/eval_retrain.py`` JSONs.
+
+    python bench/retrain_grid_table.py [docs/audit_retrain_grid]
+
+Each JSON is one grid case (``eval_retrain.py --trigger SPEC --rate R --json ...``): the
+training set poisoned with SPEC at rate R, audited with guard's shipped model, and a model
+retrained on what the audit kept. Prints one Markdown row per case, sorted by trigger and
+rate; a ``--keep-all`` run (no audit: the poison kept) is a row of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_ASR = 0.02
+
+HEADER = (
+    "| trigger | rate | poisoned | audit recall | clean flagged | poisoned kept | kept by "
+    "| **retrained ASR** | never-poisoned model | retrained clean accuracy |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+)
+
+
+def trigger_name(trigger: dict[str, Any]) -> str:
+    """``tone 440 Hz``, ``cough_trigger``, ``pitch``: the case's trigger in a few words."""
+    if trigger["kind"] == "tone":
+        return f"tone {trigger['frequency_hz']:g} Hz"
+    if trigger["kind"] == "clip":
+        return Path(str(trigger["file"])).stem
+    return str(trigger["style"])
+
+
+def row(case: dict[str, Any]) -> str:
+    asr = float(case["asr_after_median"])
+    mark = "" if asr <= TARGET_ASR or not case["kept_by"].startswith("audit") else " (above 2 %)"
+    accuracy = [float(r["clean_accuracy"]) for r in case["runs"]]
+    return (
+        f"| {trigger_name(case['trigger'])} | {case['poison_rate']:.0%} | {case['poisoned']} "
+        f"| {case['recall']:.1%} | {case['clean_flagged']:.2%} | {case['poisoned_kept']} "
+        f"| {case['kept_by'].split(' (')[0]} | **{asr:.2%}**{mark} "
+        f"| {case['clean_model_says_target']:.2%} | {min(accuracy):.1%} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path, nargs="?", default=ROOT / "docs/audit_retrain_grid")
+    args = parser.parse_args()
+    cases = [json.loads(p.read_text()) for p in sorted(args.folder.glob("*.json"))]
+    cases.sort(
+        key=lambda c: (trigger_name(c["trigger"]), c["kept_by"] != "audit", c["poison_rate"])
+    )
+    print(HEADER)
+    for case in cases:
+        print(row(case))
+
+
+if __name__ == "__main__":
+    main()
