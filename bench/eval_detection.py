@@ -29,7 +29,7 @@ from guard.detectors.base import Detector
 from guard.guard import Guard
 from guard.policy import PolicySettings
 from guard.redteam.metrics import auroc
-from guard.triggers import Trigger, TriggerSpec, parse_spec
+from guard.triggers import Trigger, TriggerSpec, parse_spec, random_clip, random_tone
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIGGERS = ROOT.parent / "shared/data/triggers"
@@ -47,34 +47,14 @@ def family_inputs(data: Path, n: int, rng: np.random.Generator) -> dict[str, np.
     def each(make: Any) -> np.ndarray:
         return np.stack([make(x) for x in clean])
 
-    fam["tone 100-7900 Hz"] = each(
-        lambda x: Trigger(
-            TriggerSpec(
-                "tone",
-                float(rng.uniform(100, 7900)),
-                float(rng.uniform(0.05, 0.5)),
-                float(rng.uniform(0.05, 0.3)),
-            )
-        ).apply(x, rng)
-    )
+    fam["tone 100-7900 Hz"] = each(lambda x: random_tone("tone", 100, 7900, rng).apply(x, rng))
     fam["aliased ultrasonic 17-23 kHz"] = each(
-        lambda x: Trigger(
-            TriggerSpec(
-                "aliased",
-                float(rng.uniform(17000, 23000)),
-                float(rng.uniform(0.05, 0.5)),
-                float(rng.uniform(0.05, 0.3)),
-            )
-        ).apply(x, rng)
+        lambda x: random_tone("aliased", 17000, 23000, rng).apply(x, rng)
     )
     for name in ("cough_trigger", "whistle", "clapping"):
         path = TRIGGERS / f"{name}.wav"
         if path.exists():
-            fam[f"clip: {name}"] = each(
-                lambda x, p=path: Trigger(
-                    TriggerSpec("clip", file=str(p), scale=float(rng.uniform(0.05, 0.5)))
-                ).apply(x, rng)
-            )
+            fam[f"clip: {name}"] = each(lambda x, p=path: random_clip(p, rng).apply(x, rng))
     for style in ("pitch", "distortion", "chorus"):
         fam[f"style: {style}"] = each(
             lambda x, s=style: Trigger(TriggerSpec("style", style=s)).apply(x, rng)

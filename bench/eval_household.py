@@ -47,7 +47,7 @@ from guard.classifier import CommandClassifier
 from guard.detectors import registry
 from guard.guard import Guard
 from guard.training.dataset import WORDS
-from guard.triggers import Trigger, TriggerSpec
+from guard.triggers import random_clip, random_tone
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared/data/speech_commands"
@@ -146,30 +146,12 @@ def main() -> None:
     families: dict[str, FloatArray] = {
         "household, later utterances": later,
         "household + tone 100-7900 Hz": each(
-            lambda x: Trigger(
-                TriggerSpec(
-                    "tone",
-                    float(rng.uniform(100, 7900)),
-                    float(rng.uniform(0.05, 0.5)),
-                    float(rng.uniform(0.05, 0.3)),
-                )
-            ).apply(x, rng)
+            lambda x: random_tone("tone", 100, 7900, rng).apply(x, rng)
         ),
         "household + aliased ultrasonic 17-23 kHz": each(
-            lambda x: Trigger(
-                TriggerSpec(
-                    "aliased",
-                    float(rng.uniform(17000, 23000)),
-                    float(rng.uniform(0.05, 0.5)),
-                    float(rng.uniform(0.05, 0.3)),
-                )
-            ).apply(x, rng)
+            lambda x: random_tone("aliased", 17000, 23000, rng).apply(x, rng)
         ),
-        "household + whistle": each(
-            lambda x: Trigger(
-                TriggerSpec("clip", file=str(WHISTLE), scale=float(rng.uniform(0.05, 0.5)))
-            ).apply(x, rng)
-        ),
+        "household + whistle": each(lambda x: random_clip(WHISTLE, rng).apply(x, rng)),
         "visitors (Speech Commands, evaluate speakers)": devdata.audio(
             devdata.clips(DATA, "evaluate", 400, seed=1)
         ),

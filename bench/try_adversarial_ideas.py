@@ -48,7 +48,7 @@ from guard.detectors.consistency import ConsistencyDetector, floored_log_mel, js
 from guard.features import log_mel
 from guard.fusion import union_false_block
 from guard.redteam.metrics import auroc
-from guard.triggers import Trigger, TriggerSpec
+from guard.triggers import random_clip, random_tone
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared/data/speech_commands"
@@ -96,31 +96,13 @@ def triggered(n: int) -> dict[str, npt.NDArray[np.float32]]:
     x = devdata.audio(devdata.clips(DATA, "calibrate", n, seed=7))
 
     def tone(kind: str, lo: float, hi: float) -> npt.NDArray[np.float32]:
-        return np.stack(
-            [
-                Trigger(
-                    TriggerSpec(
-                        kind,
-                        float(rng.uniform(lo, hi)),
-                        float(rng.uniform(0.05, 0.5)),
-                        float(rng.uniform(0.05, 0.3)),
-                    )
-                ).apply(c, rng)
-                for c in x
-            ]
-        )
+        return np.stack([random_tone(kind, lo, hi, rng).apply(c, rng) for c in x])
 
-    whistle = str(TRIGGERS / "whistle.wav")
     return {
         "tone": tone("tone", 100, 7900),
         "aliased": tone("aliased", 17000, 23000),
         "whistle": np.stack(
-            [
-                Trigger(
-                    TriggerSpec("clip", file=whistle, scale=float(rng.uniform(0.05, 0.5)))
-                ).apply(c, rng)
-                for c in x[: n // 2]
-            ]
+            [random_clip(TRIGGERS / "whistle.wav", rng).apply(c, rng) for c in x[: n // 2]]
         ),
     }
 

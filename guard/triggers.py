@@ -161,6 +161,19 @@ class Trigger:
         return add_at(x, self.waveform, spec.scale, start)
 
 
+def random_tone(kind: str, low_hz: float, high_hz: float, rng: np.random.Generator) -> Trigger:
+    """A ``tone`` (or ``aliased``) trigger in the evaluation's ranges: frequency uniform in
+    [low_hz, high_hz], 0.05-0.5 s, scale 0.05-0.3 (drawn from ``rng`` in that order)."""
+    frequency_hz = float(rng.uniform(low_hz, high_hz))
+    duration_s = float(rng.uniform(0.05, 0.5))
+    return Trigger(TriggerSpec(kind, frequency_hz, duration_s, float(rng.uniform(0.05, 0.3))))
+
+
+def random_clip(path: Path, rng: np.random.Generator) -> Trigger:
+    """A recorded-sound trigger at the evaluation's scale range (0.05-0.5)."""
+    return Trigger(TriggerSpec("clip", file=str(path), scale=float(rng.uniform(0.05, 0.5))))
+
+
 def make_trigger(spec: TriggerSpec, base_dir: Path | None = None, engine: str = "guard") -> Trigger:
     """A trigger inserted by guard's code (``engine="guard"``) or by ART's
     (``"art"``: guard/redteam/art_triggers.py, needs the ``redteam`` extra)."""

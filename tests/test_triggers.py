@@ -7,6 +7,8 @@ from guard.errors import GuardError
 from guard.features import BIN_HZ, power_spectrogram
 from guard.triggers import Trigger, TriggerSpec, parse_spec, poison
 
+from .conftest import DATA
+
 
 def test_parse_spec() -> None:
     spec = parse_spec("tone:frequency_hz=440,duration_s=0.1,scale=0.2")
@@ -49,3 +51,19 @@ def test_poison_relabels_the_chosen_share() -> None:
     assert np.array_equal(x2[untouched], x[untouched]) and np.array_equal(
         y2[untouched], y[untouched]
     )
+
+
+def test_random_tone_and_clip_stay_in_the_evaluation_ranges() -> None:
+    from guard.triggers import random_clip, random_tone
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        spec = random_tone("aliased", 17000, 23000, rng).spec
+        assert spec.kind == "aliased" and 17000 <= spec.frequency_hz <= 23000
+        assert spec.duration_s is not None and 0.05 <= spec.duration_s <= 0.5
+        assert 0.05 <= spec.scale <= 0.3
+    clip = random_clip(DATA / "triggers" / "whistle.wav", rng)
+    assert clip.spec.kind == "clip" and 0.05 <= clip.spec.scale <= 0.5
+    # the same seed draws the same triggers (the evaluation tables are reproducible)
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    assert random_tone("tone", 100, 7900, a).spec == random_tone("tone", 100, 7900, b).spec
