@@ -65,6 +65,7 @@ from guard.classifier import CommandClassifier
 from guard.dataset_audit import DatasetAudit
 from guard.detectors import registry
 from guard.guard import Guard
+from guard.manifest import write_manifest
 from guard.redteam.lab import model_card
 from guard.training import dataset
 from guard.training.model import ARCHITECTURES, DEFAULTS
@@ -108,9 +109,12 @@ def trained_model(cfg: TrainConfig, cache: Path | None) -> tuple[Path, dict[str,
         return cache / f"{cfg.name}.tflite", json.loads((cache / "figures.json").read_text()), True
     figures = train(cfg)
     model_path = cfg.out_dir / f"{cfg.name}.tflite"
-    if cache is not None:
+    if cache is not None:  # the model, its card and a manifest: what CommandClassifier loads
         cache.mkdir(parents=True, exist_ok=True)
-        shutil.copy(model_path, cache / model_path.name)
+        names = [model_path.name, model_path.with_suffix(".json").name]
+        for name in names:
+            shutil.copy(cfg.out_dir / name, cache / name)
+        write_manifest(cache, names)
         (cache / "figures.json").write_text(json.dumps(figures, default=str))
     return model_path, figures, False
 

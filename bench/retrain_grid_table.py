@@ -1,11 +1,15 @@
 """The audit grid's retrained-ASR table (docs/AUDIT.md) from ``bench/eval_retrain.py`` JSONs.
 
-    python bench/retrain_grid_table.py [docs/audit_retrain_grid]
+    python bench/retrain_grid_table.py [FOLDER ...]
+        (default: docs/audit_retrain_grid and docs/audit_retrain_grid_crossfit)
 
 Each JSON is one grid case (``eval_retrain.py --trigger SPEC --rate R --json ...``): the
 training set poisoned with SPEC at rate R, audited with guard's shipped model, and a model
 retrained on what the audit kept. Prints one Markdown row per case, sorted by trigger and
-rate; a ``--keep-all`` run (no audit: the poison kept) is a row of its own.
+rate; a ``--keep-all`` run (no audit: the poison kept) is a row of its own. The "audit's ear"
+column says which model the audit's k-NN and label checks listened with: guard's shipped model,
+which was trained on these speakers, or (``--reference-folds K``) per speaker fold a model
+trained on the other folds, which never heard the clips it judges.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_ASR = 0.02
 
 HEADER = (
-    "| trigger | rate | poisoned | audit recall | clean flagged | poisoned kept | kept by "
-    "| **retrained ASR** | never-poisoned model | retrained clean accuracy |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    "| trigger | rate | audit's ear | poisoned | audit recall | clean flagged | poisoned kept "
+    "| kept by | **retrained ASR** | never-poisoned model | retrained clean accuracy |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
@@ -34,12 +38,19 @@ def trigger_name(trigger: dict[str, Any]) -> str:
     return str(trigger["style"])
 
 
+def ear(case: dict[str, Any]) -> str:
+    """Which model the audit's label checks listened with."""
+    folds = case.get("reference", {}).get("folds")
+    return f"{folds} speaker folds (unheard)" if folds else "shipped (heard them)"
+
+
 def row(case: dict[str, Any]) -> str:
     asr = float(case["asr_after_median"])
     mark = "" if asr <= TARGET_ASR or not case["kept_by"].startswith("audit") else " (above 2 %)"
     accuracy = [float(r["clean_accuracy"]) for r in case["runs"]]
     return (
-        f"| {trigger_name(case['trigger'])} | {case['poison_rate']:.0%} | {case['poisoned']} "
+        f"| {trigger_name(case['trigger'])} | {case['poison_rate']:.0%} | {ear(case)} "
+        f"| {case['poisoned']} "
         f"| {case['recall']:.1%} | {case['clean_flagged']:.2%} | {case['poisoned_kept']} "
         f"| {case['kept_by'].split(' (')[0]} | **{asr:.2%}**{mark} "
         f"| {case['clean_model_says_target']:.2%} | {min(accuracy):.1%} |"
@@ -48,11 +59,21 @@ def row(case: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("folder", type=Path, nargs="?", default=ROOT / "docs/audit_retrain_grid")
+    parser.add_argument(
+        "folders",
+        type=Path,
+        nargs="*",
+        default=[ROOT / "docs/audit_retrain_grid", ROOT / "docs/audit_retrain_grid_crossfit"],
+    )
     args = parser.parse_args()
-    cases = [json.loads(p.read_text()) for p in sorted(args.folder.glob("*.json"))]
+    cases = [json.loads(p.read_text()) for f in args.folders for p in sorted(f.glob("*.json"))]
     cases.sort(
-        key=lambda c: (trigger_name(c["trigger"]), c["kept_by"] != "audit", c["poison_rate"])
+        key=lambda c: (
+            trigger_name(c["trigger"]),
+            c["kept_by"] != "audit",
+            c["poison_rate"],
+            ear(c),
+        )
     )
     print(HEADER)
     for case in cases:
