@@ -48,10 +48,14 @@ def row(case: dict[str, Any]) -> str:
     asr = float(case["asr_after_median"])
     mark = "" if asr <= TARGET_ASR or not case["kept_by"].startswith("audit") else " (above 2 %)"
     accuracy = [float(r["clean_accuracy"]) for r in case["runs"]]
+    # what the retrained model was trained with; the audit's own count is for "audit" rows
+    kept = {"oracle": 0, "everything": case["poisoned"]}.get(
+        case["kept_by"].split(" ")[0], case["poisoned_kept"]
+    )
     return (
         f"| {trigger_name(case['trigger'])} | {case['poison_rate']:.0%} | {ear(case)} "
         f"| {case['poisoned']} "
-        f"| {case['recall']:.1%} | {case['clean_flagged']:.2%} | {case['poisoned_kept']} "
+        f"| {case['recall']:.1%} | {case['clean_flagged']:.2%} | {kept} "
         f"| {case['kept_by'].split(' (')[0]} | **{asr:.2%}**{mark} "
         f"| {case['clean_model_says_target']:.2%} | {min(accuracy):.1%} |"
     )
