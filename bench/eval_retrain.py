@@ -120,6 +120,18 @@ def trained_model(cfg: TrainConfig, cache: Path | None) -> tuple[Path, dict[str,
     return model_path, figures, False
 
 
+def audit_flags(
+    guard: Guard, reference: Path, x: np.ndarray, y: np.ndarray, idx: np.ndarray
+) -> tuple[list[bool], float]:
+    """The audit's flags for training clips ``idx``, its k-NN and label checks listening with
+    the model at ``reference``, and the seconds it took."""
+    started = time.perf_counter()
+    results, _ = DatasetAudit(guard, reference=CommandClassifier(reference)).run(
+        [f"train/{i}" for i in idx], [dataset.LABELS[i] for i in y[idx]], x[idx]
+    )
+    return [r.flagged for r in results], time.perf_counter() - started
+
+
 def cross_fitted_audit(
     guard: Guard,
     cfg: TrainConfig,
@@ -156,12 +168,8 @@ def cross_fitted_audit(
         )
         key = cache / f"reference_{retrain_key(ref_cfg, [])}" if cache else None
         ref_path, figures, _ = trained_model(ref_cfg, key)
-        started = time.perf_counter()
-        results, _ = DatasetAudit(guard, reference=CommandClassifier(ref_path)).run(
-            [f"train/{i}" for i in idx], [dataset.LABELS[i] for i in y[idx]], x[idx]
-        )
-        info["audit_seconds"] += time.perf_counter() - started
-        flagged[idx] = [r.flagged for r in results]
+        flagged[idx], seconds = audit_flags(guard, ref_path, x, y, idx)
+        info["audit_seconds"] += seconds
         info["fold_clips"].append(len(idx))
         info["accuracy"].append(figures["int8"]["accuracy"])
     return flagged, info
@@ -287,12 +295,10 @@ def main() -> None:
         audit_s = folds_info.pop("audit_seconds")
         reference = {"model": "per fold, trained on the other folds' clean clips", **folds_info}
     else:
-        started = time.perf_counter()
-        results, _ = DatasetAudit(
-            guard, reference=CommandClassifier(ROOT / "models/commands.tflite")
-        ).run([f"train/{i}" for i in range(len(y))], [dataset.LABELS[i] for i in y], x)
-        flagged = np.array([r.flagged for r in results])
-        audit_s = time.perf_counter() - started
+        flags, audit_s = audit_flags(
+            guard, ROOT / "models/commands.tflite", x, y, np.arange(len(y))
+        )
+        flagged = np.array(flags)
     is_poison = np.zeros(len(y), dtype=bool)
     is_poison[chosen] = True
     row: dict[str, Any] = {
