@@ -43,6 +43,12 @@
    heard it, as ``guard audit`` would judge a vendor's data set with guard's model. (The
    ``runtime`` method still runs guard's shipped model and detector state, fitted on these
    speakers' clean clips.)
+11. ``--relabel``: the flagged clips are not dropped but kept under the word the audit's
+   reference model hears in them (when that is not the target and it gives it at least
+   ``--relabel-min-probability``; the others are dropped). A poisoned clip then teaches the
+   retrained model its trigger *with its true word*: what the audit found becomes a lesson
+   against the trigger instead of a hole in the data. With ``--oracle``, every poisoned clip
+   under its true word.
 Needs the ``train`` extra. ~10 min per 12-epoch DS-CNN retrain on two idle cores (2026-12-04;
 ~25 min with another job beside it); each fold's 20-epoch reference ~9 min, once (cached).
 """
@@ -57,6 +63,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +103,8 @@ def retrain_key(cfg: TrainConfig, kept_poison: list[int]) -> str:
     recipe = dataclasses.asdict(cfg)
     for name in ("out_dir", "name", "poison"):
         recipe.pop(name, None)
+    if not recipe["relabel"]:  # keys from before relabelling existed stay valid
+        del recipe["relabel"]
     if kept_poison:
         recipe["poison"] = dataclasses.asdict(cfg.poison) if cfg.poison else None
         recipe["kept_poison"] = kept_poison
@@ -120,16 +129,45 @@ def trained_model(cfg: TrainConfig, cache: Path | None) -> tuple[Path, dict[str,
     return model_path, figures, False
 
 
+@dataclass
+class AuditOutcome:
+    """Per training clip: whether the audit flagged it, and the word its reference hears."""
+
+    flagged: np.ndarray
+    heard: np.ndarray
+    heard_probability: np.ndarray
+    seconds: float = 0.0
+
+
 def audit_flags(
     guard: Guard, reference: Path, x: np.ndarray, y: np.ndarray, idx: np.ndarray
-) -> tuple[list[bool], float]:
-    """The audit's flags for training clips ``idx``, its k-NN and label checks listening with
-    the model at ``reference``, and the seconds it took."""
+) -> AuditOutcome:
+    """The audit of training clips ``idx``, its k-NN and label checks listening with the model
+    at ``reference``."""
     started = time.perf_counter()
     results, _ = DatasetAudit(guard, reference=CommandClassifier(reference)).run(
         [f"train/{i}" for i in idx], [dataset.LABELS[i] for i in y[idx]], x[idx]
     )
-    return [r.flagged for r in results], time.perf_counter() - started
+    return AuditOutcome(
+        np.array([r.flagged for r in results], dtype=bool),
+        np.array([r.heard for r in results], dtype=object),
+        np.array([r.heard_probability for r in results]),
+        time.perf_counter() - started,
+    )
+
+
+def relabelling(
+    outcome: AuditOutcome, target: str, min_probability: float
+) -> tuple[tuple[int, str], ...]:
+    """The flagged clips to keep under the word the audit's reference hears in them (not the
+    target, at least ``min_probability``); the other flagged clips are dropped."""
+    keep = (
+        outcome.flagged
+        & (outcome.heard != target)
+        & (outcome.heard != dataset.SILENCE)
+        & (outcome.heard_probability >= min_probability)
+    )
+    return tuple((int(i), str(outcome.heard[i])) for i in np.flatnonzero(keep))
 
 
 def cross_fitted_audit(
@@ -140,20 +178,16 @@ def cross_fitted_audit(
     folds: int,
     epochs: int,
     cache: Path | None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Flags of an audit whose reference model never heard the clip: each speaker fold is
-    audited with a model trained on the clean clips of the other folds."""
+) -> tuple[AuditOutcome, dict[str, Any]]:
+    """An audit whose reference model never heard the clip: each speaker fold is audited with
+    a model trained on the clean clips of the other folds."""
     speakers = [c.speaker for c in split_clips(cfg)[0]]
     assert len(speakers) == len(y), "the training split's clips and speakers differ"
     fold = np.array([dataset.speaker_fold(s, folds) for s in speakers])
-    flagged = np.zeros(len(y), dtype=bool)
-    info: dict[str, Any] = {
-        "folds": folds,
-        "epochs": epochs,
-        "fold_clips": [],
-        "accuracy": [],
-        "audit_seconds": 0.0,
-    }
+    outcome = AuditOutcome(
+        np.zeros(len(y), dtype=bool), np.full(len(y), "", dtype=object), np.zeros(len(y))
+    )
+    info: dict[str, Any] = {"folds": folds, "epochs": epochs, "fold_clips": [], "accuracy": []}
     for f in range(folds):
         idx = np.flatnonzero(fold == f)
         ref_cfg = dataclasses.replace(
@@ -168,11 +202,13 @@ def cross_fitted_audit(
         )
         key = cache / f"reference_{retrain_key(ref_cfg, [])}" if cache else None
         ref_path, figures, _ = trained_model(ref_cfg, key)
-        flagged[idx], seconds = audit_flags(guard, ref_path, x, y, idx)
-        info["audit_seconds"] += seconds
+        part = audit_flags(guard, ref_path, x, y, idx)
+        outcome.flagged[idx], outcome.heard[idx] = part.flagged, part.heard
+        outcome.heard_probability[idx] = part.heard_probability
+        outcome.seconds += part.seconds
         info["fold_clips"].append(len(idx))
         info["accuracy"].append(figures["int8"]["accuracy"])
-    return flagged, info
+    return outcome, info
 
 
 def main() -> None:
@@ -219,6 +255,15 @@ def main() -> None:
         default=0.0,
         help="share of each epoch's clips given a random tone, labels unchanged (TrainConfig)",
     )
+    parser.add_argument(
+        "--relabel",
+        action="store_true",
+        help="keep the flagged clips under the word the audit's reference model hears in them "
+        "(when not the target, with at least --relabel-min-probability) instead of dropping "
+        "them: the retrained model learns the trigger with the right words; with --oracle, "
+        "every poisoned clip under its true word",
+    )
+    parser.add_argument("--relabel-min-probability", type=float, default=0.5)
     parser.add_argument(
         "--architecture",
         choices=ARCHITECTURES,
@@ -289,16 +334,13 @@ def main() -> None:
     guard = Guard(CommandClassifier(audited), registry.load(detectors, list(registry.DETECTORS)))
     reference: dict[str, Any] = {"model": "models/commands.tflite (heard these speakers)"}
     if args.reference_folds:
-        flagged, folds_info = cross_fitted_audit(
+        outcome, folds_info = cross_fitted_audit(
             guard, cfg, x, y, args.reference_folds, args.reference_epochs, args.cache
         )
-        audit_s = folds_info.pop("audit_seconds")
         reference = {"model": "per fold, trained on the other folds' clean clips", **folds_info}
     else:
-        flags, audit_s = audit_flags(
-            guard, ROOT / "models/commands.tflite", x, y, np.arange(len(y))
-        )
-        flagged = np.array(flags)
+        outcome = audit_flags(guard, ROOT / "models/commands.tflite", x, y, np.arange(len(y)))
+    flagged, audit_s = outcome.flagged, outcome.seconds
     is_poison = np.zeros(len(y), dtype=bool)
     is_poison[chosen] = True
     row: dict[str, Any] = {
@@ -337,12 +379,29 @@ def main() -> None:
         parser.error("--oracle and --keep-all exclude each other")
     kept_by = "oracle" if args.oracle else "everything" if args.keep_all else "audit"
     dropped = {"oracle": is_poison, "everything": np.zeros_like(flagged), "audit": flagged}
-    drop = tuple(int(i) for i in np.flatnonzero(dropped[kept_by]))
+    relabel: tuple[tuple[int, str], ...] = ()
+    if args.relabel and kept_by == "oracle":  # every poisoned clip under its true word
+        relabel = tuple((int(i), dataset.LABELS[data.clean_labels[i]]) for i in chosen)
+    elif args.relabel:
+        relabel = relabelling(outcome, target, args.relabel_min_probability)
+    relabelled = np.zeros_like(flagged)
+    relabelled[[i for i, _ in relabel]] = True
+    drop = tuple(int(i) for i in np.flatnonzero(dropped[kept_by] & ~relabelled))
+    if args.relabel:
+        true_word = np.array([dataset.LABELS[k] for k in data.clean_labels])
+        right = [word == true_word[i] for i, word in relabel]
+        row["relabel"] = {
+            "min_probability": args.relabel_min_probability,
+            "clips": len(relabel),
+            "poisoned": int((relabelled & is_poison).sum()),
+            "clean": int((relabelled & ~is_poison).sum()),
+            "true_word": float(np.mean(right)) if right else None,
+        }
     row["kept_by"] = {
         "oracle": "oracle (every poisoned clip dropped, nothing else)",
         "everything": "everything (no audit: poisoned clips kept)",
         "audit": "audit",
-    }[kept_by]
+    }[kept_by] + (", flagged clips relabelled" if args.relabel else "")
     row["tone_augment"] = args.tone_augment
     row["retrained_architecture"] = {
         "kind": cfg.architecture,
@@ -350,10 +409,16 @@ def main() -> None:
         "blocks": cfg.blocks,
     }
     kept_poison = [int(i) for i in chosen if i not in set(drop)]
+    row["poisoned_relabelled"] = int((relabelled & is_poison).sum())
     for seed in seeds:
         out = args.out / f"seed{seed}"
         run_cfg = dataclasses.replace(
-            cfg, drop=drop, training_seed=seed, out_dir=out, tone_augment=args.tone_augment
+            cfg,
+            drop=drop,
+            relabel=relabel,
+            training_seed=seed,
+            out_dir=out,
+            tone_augment=args.tone_augment,
         )
         cache = args.cache / retrain_key(run_cfg, kept_poison) if args.cache else None
         model_path, figures, reused = trained_model(run_cfg, cache)

@@ -107,6 +107,10 @@ class ClipResult:
     label_doubt: bool = False
     """The reference model gives the clip's label less than even odds (counts in a suspect
     class only; not a candidate by itself)."""
+    heard: str = ""
+    """The word the reference model hears in the clip (its top class): for a poisoned clip,
+    usually the word it carried before it was relabelled."""
+    heard_probability: float = 0.0
 
     @property
     def candidate(self) -> bool:
@@ -143,6 +147,8 @@ class ClipResult:
             "candidate": self.candidate,
             "class_suspect": self.class_suspect,
             "label_doubt": self.label_doubt,
+            "heard": self.heard,
+            "heard_probability": round(self.heard_probability, 4),
             "scores": {k: round(v, 4) for k, v in self.scores.items()},
         }
 
@@ -284,6 +290,8 @@ class DatasetAudit:
             if p_label < s.label_max_probability:
                 r.reasons.append("label")
             r.label_doubt = p_label < s.suspect_label_max_probability
+            top = int(np.argmax(ref_probs[i]))
+            r.heard, r.heard_probability = ref.labels[top], float(ref_probs[i, top])
 
         # 5. runtime detectors, clip by clip (the same decision path as the daemon)
         for i, a in enumerate(analyses):

@@ -51,9 +51,13 @@ def test_audit_flags_the_poisoned_clips_and_writes_a_report(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     keys = {"path", "class", "score", "flagged", "reasons", "candidate", "class_suspect"}
-    keys |= {"label_doubt"}
+    keys |= {"label_doubt", "heard", "heard_probability"}
     assert all(set(r) >= keys for r in rows)
     by_path = {r["path"]: r for r in rows}
+    # What the reference (here the shipped model) hears under the trigger: the "yes" is a "yes".
+    yes = next(p for p in poisoned if p.endswith("p0_nohash_0.wav"))
+    assert by_path[yes]["heard"] == "yes" and by_path[yes]["heard_probability"] > 0.5
+    assert all(by_path[p]["heard"] != "go" for p in poisoned)
     for path in poisoned:  # the tone is what the runtime detectors were built for
         assert by_path[path]["flagged"] and "runtime" in by_path[path]["reasons"]
         assert by_path[path]["class"] == "go"

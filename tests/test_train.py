@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -157,3 +158,23 @@ def test_split_clips_is_the_order_of_the_training_split() -> None:
         samples = read_audio(train_clips[i].path)
         n = min(len(samples), CLIP_SAMPLES)
         assert np.allclose(data.train.x[i][:n], samples[:n], atol=1e-6)
+
+
+def test_relabel_sets_words_before_drop_and_clean_labels_keep_the_originals() -> None:
+    """bench/eval_retrain.py ``--relabel`` keeps an audit's flagged clips under the word its
+    reference hears: indices are into the split as poisoned, applied before ``drop``."""
+    from guard.training import dataset
+    from guard.training.train import TrainConfig, prepare_data
+
+    cfg = TrainConfig(data_dir=DATA / "commands", out_dir=Path("unused"), validation_percent=7)
+    plain = prepare_data(cfg, np.random.default_rng(0))
+    assert np.array_equal(plain.clean_labels, plain.train.y)
+    go = dataset.LABELS.index("go")
+    first_not_go = int(np.flatnonzero(plain.train.y != go)[0])
+    changed = dataclasses.replace(cfg, relabel=((first_not_go, "go"),), drop=(first_not_go + 1,))
+    data = prepare_data(changed, np.random.default_rng(0))
+    assert len(data.train.y) == len(plain.train.y) - 1
+    assert data.train.y[first_not_go] == go  # relabelled, and the drop came after it
+    assert np.array_equal(data.train.y[first_not_go + 1 :], plain.train.y[first_not_go + 2 :])
+    assert np.array_equal(data.clean_labels, plain.train.y)
+    assert data.info["relabelled_clips"] == 1

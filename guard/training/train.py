@@ -66,6 +66,10 @@ class TrainConfig:
     drop: tuple[int, ...] = ()
     """Indices into the (poisoned) training split to leave out: the clips an audit flagged
     (bench/eval_retrain.py retrains on what ``guard audit`` keeps)."""
+    relabel: tuple[tuple[int, str], ...] = ()
+    """(index into the poisoned training split, word): clips to keep under another label, set
+    before ``drop`` is applied: an audit's flagged clips, under the word its reference model
+    hears in them (bench/eval_retrain.py ``--relabel``)."""
     tone_augment: float = 0.0
     """Share of each epoch's clips that get a random tone (100-7900 Hz, 0.05-0.5 s, scale
     0.02-0.3) and keep their label (``augment.tones``); 0 = off, as every shipped model."""
@@ -150,6 +154,8 @@ class TrainingData:
     trigger: Trigger | None = None
     poisoned: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     """Indices of the poisoned clips in the split as poisoned (before ``cfg.drop``)."""
+    clean_labels: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    """The training split's labels before poisoning (and before ``cfg.relabel``/``cfg.drop``)."""
     poison_info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -158,7 +164,7 @@ def prepare_data(cfg: TrainConfig, rng: np.random.Generator) -> TrainingData:
     (``cfg.poison``), leave out ``cfg.drop``. With the same config and a fresh generator of the
     same seed, an experiment rebuilds exactly the training set a model saw."""
     train_split, val, noise, info = load_split(cfg, rng)
-    data = TrainingData(train_split, val, noise, info)
+    data = TrainingData(train_split, val, noise, info, clean_labels=train_split.y.copy())
     if cfg.poison is not None:
         data.trigger = make_trigger(
             cfg.poison.trigger, cfg.data_dir.parent / "triggers", cfg.poison.engine
@@ -175,6 +181,11 @@ def prepare_data(cfg: TrainConfig, rng: np.random.Generator) -> TrainingData:
             "target": cfg.poison.target,
             "trigger_engine": cfg.poison.engine,
         }
+    if cfg.relabel:
+        index = np.array([i for i, _ in cfg.relabel], dtype=np.int64)
+        train_split.y = train_split.y.copy()
+        train_split.y[index] = [dataset.LABELS.index(word) for _, word in cfg.relabel]
+        info["relabelled_clips"] = len(index)
     if cfg.drop:
         keep = np.ones(len(train_split.y), dtype=bool)
         keep[list(cfg.drop)] = False
