@@ -75,7 +75,7 @@ from guard.detectors import registry
 from guard.guard import Guard
 from guard.manifest import write_manifest
 from guard.redteam.lab import model_card
-from guard.training import dataset
+from guard.training import audit_plan, dataset
 from guard.training.model import ARCHITECTURES, DEFAULTS
 from guard.training.train import (
     PoisonConfig,
@@ -157,17 +157,21 @@ def audit_flags(
 
 
 def relabelling(
-    outcome: AuditOutcome, target: str, min_probability: float
+    outcome: AuditOutcome, y: np.ndarray, min_probability: float
 ) -> tuple[tuple[int, str], ...]:
-    """The flagged clips to keep under the word the audit's reference hears in them (not the
-    target, at least ``min_probability``); the other flagged clips are dropped."""
-    keep = (
-        outcome.flagged
-        & (outcome.heard != target)
-        & (outcome.heard != dataset.SILENCE)
-        & (outcome.heard_probability >= min_probability)
-    )
-    return tuple((int(i), str(outcome.heard[i])) for i in np.flatnonzero(keep))
+    """The flagged clips ``guard train --audit --relabel-heard`` keeps under the word the
+    audit's reference hears in them (``audit_plan.relabel_word``); the others are dropped."""
+    out = []
+    for i in np.flatnonzero(outcome.flagged):
+        word = audit_plan.relabel_word(
+            dataset.LABELS[y[i]],
+            str(outcome.heard[i]),
+            outcome.heard_probability[i],
+            min_probability,
+        )
+        if word is not None:
+            out.append((int(i), word))
+    return tuple(out)
 
 
 def cross_fitted_audit(
@@ -263,7 +267,9 @@ def main() -> None:
         "them: the retrained model learns the trigger with the right words; with --oracle, "
         "every poisoned clip under its true word",
     )
-    parser.add_argument("--relabel-min-probability", type=float, default=0.5)
+    parser.add_argument(
+        "--relabel-min-probability", type=float, default=audit_plan.HEARD_MIN_PROBABILITY
+    )
     parser.add_argument(
         "--architecture",
         choices=ARCHITECTURES,
@@ -383,7 +389,7 @@ def main() -> None:
     if args.relabel and kept_by == "oracle":  # every poisoned clip under its true word
         relabel = tuple((int(i), dataset.LABELS[data.clean_labels[i]]) for i in chosen)
     elif args.relabel:
-        relabel = relabelling(outcome, target, args.relabel_min_probability)
+        relabel = relabelling(outcome, y, args.relabel_min_probability)
     relabelled = np.zeros_like(flagged)
     relabelled[[i for i, _ in relabel]] = True
     drop = tuple(int(i) for i in np.flatnonzero(dropped[kept_by] & ~relabelled))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -148,15 +149,23 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="add random-sign white noise at 20-40 dB SNR to this share of each epoch's clips, "
         "labels unchanged: less fragile to noise that loud, not to FGSM (default 0: off)",
     )
+    p.add_argument(
+        "--audit",
+        type=Path,
+        default=None,
+        metavar="AUDIT.jsonl",
+        help="leave out the training clips flagged in this `guard audit --format jsonl` output",
+    )
+    p.add_argument(
+        "--relabel-heard",
+        action="store_true",
+        help="with --audit: keep a flagged clip under the word the audit's reference model "
+        "hears in it (another command, heard with at least even odds) instead of leaving it out",
+    )
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        raise GuardError("guard train needs TensorFlow: pip install 'guard[train]'") from None
     from guard.training.model import DEFAULTS
     from guard.training.train import PoisonConfig, TrainConfig, train
     from guard.triggers import parse_spec
@@ -188,6 +197,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if not args.data.is_dir():
         raise GuardError(f"{args.data}: not a directory")
+    if args.relabel_heard and args.audit is None:
+        raise GuardError("--relabel-heard needs --audit AUDIT.jsonl")
+    if args.audit is not None:
+        from guard.training import audit_plan
+        from guard.training.train import split_clips
+
+        min_p = audit_plan.HEARD_MIN_PROBABILITY if args.relabel_heard else None
+        plan = audit_plan.plan(split_clips(cfg)[0], audit_plan.read_flagged(args.audit), min_p)
+        if plan.flagged and plan.outside == plan.flagged:
+            raise GuardError(
+                f"{args.audit}: none of its {plan.flagged} flagged clips is a training clip "
+                f"of {args.data} (an audit of another folder?)"
+            )
+        cfg = dataclasses.replace(cfg, drop=plan.drop, relabel=plan.relabel)
+        print(
+            f"{args.audit}: {plan.flagged} flagged; left out {len(plan.drop)} training clips, "
+            f"relabelled {len(plan.relabel)}, {plan.outside} not in the training split",
+            file=sys.stderr,
+        )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:  # after the arguments are checked: its import is slow and noisy
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise GuardError("guard train needs TensorFlow: pip install 'guard[train]'") from None
     figures = train(cfg)
     if "asr" in figures:
         print(
