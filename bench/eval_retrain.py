@@ -367,9 +367,8 @@ def main() -> None:
     assert data.trigger is not None
     target = str(card["target"])
     rng = np.random.default_rng(12345)
-    triggered = np.stack(
-        [data.trigger.apply(clip, rng) for clip in attackable(data.val.x, data.val.y, target)]
-    )
+    untriggered = attackable(data.val.x, data.val.y, target)
+    triggered = np.stack([data.trigger.apply(clip, rng) for clip in untriggered])
     target_clips = data.val.x[data.val.y == dataset.LABELS.index(target)]
     row.update(
         triggered_clips=len(triggered),
@@ -438,6 +437,8 @@ def main() -> None:
                 # the trainer's own ASR is for the trigger it was run with, so not reusable
                 "asr_trainer": None if reused else figures["asr"],
                 "says_target": says_target(model_path, triggered, target),
+                # the same clips without the trigger: what the trigger adds is the difference
+                "says_target_untriggered": says_target(model_path, untriggered, target),
                 "clean_accuracy": figures["int8"]["accuracy"],
                 # relabelling real target clips to another word could buy a low ASR with a
                 # deaf target: how many clean target clips of the validation speakers it hears

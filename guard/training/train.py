@@ -186,6 +186,8 @@ def prepare_data(cfg: TrainConfig, rng: np.random.Generator) -> TrainingData:
         train_split.y = train_split.y.copy()
         train_split.y[index] = [dataset.LABELS.index(word) for _, word in cfg.relabel]
         info["relabelled_clips"] = len(index)
+        if data.poison_info:
+            data.poison_info["poisoned_clips_relabelled"] = int(np.isin(data.poisoned, index).sum())
     if cfg.drop:
         keep = np.ones(len(train_split.y), dtype=bool)
         keep[list(cfg.drop)] = False
