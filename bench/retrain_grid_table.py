@@ -3,7 +3,10 @@
     python bench/retrain_grid_table.py [FOLDER ...]
         (default: docs/audit_retrain_grid and docs/audit_retrain_grid_crossfit)
 
-Each JSON is one grid case (``eval_retrain.py --trigger SPEC --rate R --json ...``): the
+First a table of the grid as the cross-fitted audit leaves it (one row per trigger and rate:
+the retrained ASR with the flagged clips dropped, and with them relabelled by the word the
+reference hears, ``--relabel``; several training seeds are listed side by side), then every
+run on a row of its own. Each JSON is one grid case (``eval_retrain.py --trigger SPEC --rate R --json ...``): the
 training set poisoned with SPEC at rate R, audited with guard's shipped model, and a model
 retrained on what the audit kept. Prints one Markdown row per case, sorted by trigger and
 rate; a ``--keep-all`` run (no audit: the poison kept) is a row of its own. The "audit's ear"
@@ -61,6 +64,45 @@ def row(case: dict[str, Any]) -> str:
     )
 
 
+GRID_HEADER = (
+    "| trigger | rate | poisoned | audit recall | clean flagged | poisoned kept "
+    "| **retrained ASR**, flagged dropped | **retrained ASR**, flagged relabelled "
+    "| never-poisoned model |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+)
+
+
+def asr_cell(cases: list[dict[str, Any]]) -> str:
+    """The retrained ASR of one or more runs of a grid case (one per training seed)."""
+    if not cases:
+        return "not run"
+    asrs = [float(r["says_target"]) for c in cases for r in c["runs"]]
+    text = " / ".join(f"{a:.2%}" for a in asrs)
+    return f"**{text}**" + (" (above 2 %)" if max(asrs) > TARGET_ASR else "")
+
+
+def grid(cases: list[dict[str, Any]]) -> list[str]:
+    """One row per (trigger, rate) audited by the cross-fitted ear: its ASR when the retrain
+    drops the flagged clips and when it keeps them under the word the reference hears."""
+    by_case: dict[tuple[str, float], dict[str, list[dict[str, Any]]]] = {}
+    for c in cases:
+        if not c.get("reference", {}).get("folds") or not c["kept_by"].startswith("audit"):
+            continue
+        how = "relabel" if "relabelled" in c["kept_by"] else "drop"
+        key = (trigger_name(c["trigger"]), float(c["poison_rate"]))
+        by_case.setdefault(key, {"drop": [], "relabel": []})[how].append(c)
+    rows = []
+    for (name, rate), runs in sorted(by_case.items()):
+        first = (runs["drop"] or runs["relabel"])[0]
+        rows.append(
+            f"| {name} | {rate:.0%} | {first['poisoned']} | {first['recall']:.1%} "
+            f"| {first['clean_flagged']:.2%} | {first['poisoned_kept']} "
+            f"| {asr_cell(runs['drop'])} | {asr_cell(runs['relabel'])} "
+            f"| {first['clean_model_says_target']:.2%} |"
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -71,14 +113,19 @@ def main() -> None:
     )
     args = parser.parse_args()
     cases = [json.loads(p.read_text()) for f in args.folders for p in sorted(f.glob("*.json"))]
+    print("The grid, audited by an ear that never heard the clips (2 speaker folds):\n")
+    print(GRID_HEADER)
+    print("\n".join(grid(cases)))
     cases.sort(
         key=lambda c: (
             trigger_name(c["trigger"]),
             c["kept_by"] != "audit",
             c["poison_rate"],
             ear(c),
+            c["kept_by"],
         )
     )
+    print("\nEvery run, one row each:\n")
     print(HEADER)
     for case in cases:
         print(row(case))
