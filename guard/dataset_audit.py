@@ -111,6 +111,7 @@ class ClipResult:
     """The word the reference model hears in the clip (its top class): for a poisoned clip,
     usually the word it carried before it was relabelled."""
     heard_probability: float = 0.0
+    """The reference model's probability of ``heard``."""
 
     @property
     def candidate(self) -> bool:
