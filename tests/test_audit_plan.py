@@ -111,3 +111,50 @@ def test_guard_train_refuses_an_audit_of_another_folder(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1
     done = _train(tmp_path, "--relabel-heard")
     assert done.returncode != 0 and "--relabel-heard needs --audit" in done.stderr
+
+
+def test_guard_train_reads_a_real_guard_audit_output(tmp_path: Path) -> None:
+    """The paths ``guard audit`` prints are the paths ``guard train`` reads: audit a poisoned
+    copy of the tiny set, then retrain on it with the audit's output."""
+    from .test_dataset_audit import _poisoned_copy
+
+    root, poisoned = _poisoned_copy(tmp_path)
+    audit = subprocess.run(
+        [sys.executable, "-m", "guard.cli", "audit", str(root), "--model", "configured"]
+        + ["--format", "jsonl"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert audit.returncode == 0, audit.stderr
+    out = tmp_path / "audit.jsonl"
+    out.write_text(audit.stdout)
+    flagged = [json.loads(line) for line in audit.stdout.splitlines()]
+    flagged = [r for r in flagged if r["flagged"]]
+    assert {r["path"] for r in flagged} >= poisoned
+    cfg = TrainConfig(data_dir=root, out_dir=tmp_path, validation_percent=7)
+    train_paths = {str(c.path) for c in split_clips(cfg)[0]}
+    in_train = [r for r in flagged if r["path"] in train_paths]
+    assert in_train, "no flagged clip in the training split: the test proves nothing"
+    label = {str(c.path): c.label for c in split_clips(cfg)[0]}  # "two" trains as _unknown_
+    relabelled = [
+        r
+        for r in in_train
+        if audit_plan.relabel_word(label[r["path"]], r["heard"], r["heard_probability"], 0.5)
+    ]
+    data = ["--data", str(root), "--validation-percent", "7", "--epochs", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "guard.cli", "train", *data, "--out", str(tmp_path / "m")]
+        + ["--audit", str(out), "--relabel-heard"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = (
+        f"{len(flagged)} flagged; left out {len(in_train) - len(relabelled)} training clips, "
+        f"relabelled {len(relabelled)}, {len(flagged) - len(in_train)} not in the training"
+    )
+    assert expected in done.stderr
