@@ -17,6 +17,8 @@ from guard.training.train import TrainConfig, split_clips
 
 from .conftest import DATA
 
+GUARD = [sys.executable, "-m", "guard.cli"]
+
 
 def test_relabel_word_keeps_another_heard_command_and_drops_the_rest() -> None:
     word = audit_plan.relabel_word
@@ -120,8 +122,7 @@ def test_guard_train_reads_a_real_guard_audit_output(tmp_path: Path) -> None:
 
     root, poisoned = _poisoned_copy(tmp_path)
     audit = subprocess.run(
-        [sys.executable, "-m", "guard.cli", "audit", str(root), "--model", "configured"]
-        + ["--format", "jsonl"],
+        [*GUARD, "audit", str(root), "--model", "configured", "--format", "jsonl"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -145,8 +146,16 @@ def test_guard_train_reads_a_real_guard_audit_output(tmp_path: Path) -> None:
     ]
     data = ["--data", str(root), "--validation-percent", "7", "--epochs", "1"]
     done = subprocess.run(
-        [sys.executable, "-m", "guard.cli", "train", *data, "--out", str(tmp_path / "m")]
-        + ["--audit", str(out), "--relabel-heard"],
+        [
+            *GUARD,
+            "train",
+            *data,
+            "--out",
+            str(tmp_path / "m"),
+            "--audit",
+            str(out),
+            "--relabel-heard",
+        ],
         capture_output=True,
         text=True,
         timeout=600,
