@@ -404,6 +404,8 @@ def main() -> None:
             "clips": len(relabel),
             "poisoned": int((relabelled & is_poison).sum()),
             "clean": int((relabelled & ~is_poison).sum()),
+            # a relabelled clean clip never gets its own word back (relabel_word), so this is
+            # (share of the poisoned relabelled under their true word) diluted by the clean ones
             "true_word": float(np.mean(right)) if right else None,
         }
     row["kept_by"] = {
