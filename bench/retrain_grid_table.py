@@ -27,8 +27,9 @@ TARGET_ASR = 0.02
 
 HEADER = (
     "| trigger | rate | audit's ear | poisoned | audit recall | clean flagged | poisoned kept "
-    "| kept by | **retrained ASR** | never-poisoned model | retrained clean accuracy |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    "| kept by | training seed | **retrained ASR** | never-poisoned model "
+    "| retrained clean accuracy |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
@@ -59,7 +60,8 @@ def row(case: dict[str, Any]) -> str:
         f"| {trigger_name(case['trigger'])} | {case['poison_rate']:.0%} | {ear(case)} "
         f"| {case['poisoned']} "
         f"| {case['recall']:.1%} | {case['clean_flagged']:.2%} | {kept} "
-        f"| {case['kept_by'].split(' (')[0]} | **{asr:.2%}**{mark} "
+        f"| {case['kept_by'].split(' (')[0]} "
+        f"| {', '.join(str(r['training_seed']) for r in case['runs'])} | **{asr:.2%}**{mark} "
         f"| {case['clean_model_says_target']:.2%} | {min(accuracy):.1%} |"
     )
 
@@ -123,6 +125,7 @@ def main() -> None:
             c["poison_rate"],
             ear(c),
             c["kept_by"],
+            [r["training_seed"] for r in c["runs"]],
         )
     )
     print("\nEvery run, one row each:\n")
