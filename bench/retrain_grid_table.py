@@ -105,6 +105,52 @@ def grid(cases: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
+RELABEL_HEADER = (
+    "| case | relabelled: poisoned / clean | poisoned relabelled to their true word "
+    "| **retrained ASR**, dropped | **retrained ASR**, relabelled | relabelled, untriggered "
+    "| relabelled: `go` recall | relabelled: clean accuracy |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- |"
+)
+
+
+def relabelled(cases: list[dict[str, Any]]) -> list[str]:
+    """Each cross-fitted case run with ``--relabel``: what was relabelled and how right, and the
+    retrained models beside the same case with the flagged clips dropped."""
+    out = []
+    for c in cases:
+        if "relabelled" not in c["kept_by"] or not c.get("reference", {}).get("folds"):
+            continue
+        name = f"{trigger_name(c['trigger'])} {c['poison_rate']:.0%}"
+        if c.get("fixture"):
+            name = f"fixture {Path(c['fixture']).stem} ({name})"
+        name += f", seed {', '.join(str(x['training_seed']) for x in c['runs'])}"
+        same = [
+            d
+            for d in cases
+            if d["kept_by"] == "audit"
+            and d.get("reference", {}).get("folds")
+            and d["trigger"] == c["trigger"]
+            and d["poison_rate"] == c["poison_rate"]
+            and d.get("fixture") == c.get("fixture")
+        ]
+        r = c["relabel"]
+        # a relabelled clean clip never gets its own word back: the right ones are poisoned
+        right = r["true_word"] * r["clips"] / max(r["poisoned"], 1)
+        runs = c["runs"]
+        out.append(
+            f"| {name} | {r['poisoned']} / {r['clean']} | {right:.1%} "
+            f"| {asr_cell(same)} | {asr_cell([c])} "
+            f"| {' / '.join(_pct(x.get('says_target_untriggered')) for x in runs)} "
+            f"| {' / '.join(_pct(x.get('target_recall'), 1) for x in runs)} "
+            f"| {' / '.join(_pct(x['clean_accuracy'], 1) for x in runs)} |"
+        )
+    return out
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}%}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -128,6 +174,15 @@ def main() -> None:
             [r["training_seed"] for r in c["runs"]],
         )
     )
+    folders = {p.parent for f in args.folders for p in f.glob("*.json")}
+    fixtures = [
+        json.loads(p.read_text())
+        for p in sorted((ROOT / "docs").glob("audit_retrain_*_relabel*.json"))
+        if p.parent not in folders
+    ]
+    print("\nRelabelled (--relabel) beside dropped, same cases:\n")
+    print(RELABEL_HEADER)
+    print("\n".join(relabelled(cases + fixtures)))
     print("\nEvery run, one row each:\n")
     print(HEADER)
     for case in cases:
