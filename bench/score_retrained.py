@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from guard.classifier import CommandClassifier
 from guard.redteam.lab import model_card
@@ -39,6 +40,7 @@ def describe(figures: dict[str, Any]) -> dict[str, Any]:
     info = figures["info"]
     return {
         "poison": f"{name} {poison['poison_rate']:.0%}" if poison else "none (reference)",
+        "trigger": trigger or None,
         "dropped": info.get("dropped_clips", 0),
         "relabelled": info.get("relabelled_clips", 0),
         "poisoned_kept": (poison.get("poisoned_clips_kept") or 0)
@@ -105,6 +107,23 @@ def main() -> None:
             f"| {r.get('accuracy', float('nan')):.1%} | {r['says_target_triggered']:.2%} "
             f"| {r['says_target_untriggered']:.2%} | {r['target_recall']:.1%} |"
         )
+    # Models that never trained on a clip carrying this trigger: how the share saying the
+    # target to the triggered clips follows the target recall without any lesson either way.
+    spec = parse_spec(args.trigger).card()
+    unseen = [
+        r
+        for r in rows
+        if r["model"] != "shipped"
+        and not (r.get("trigger") == spec and (r["poisoned_kept"] or r["relabelled"]))
+    ]
+    rho = spearmanr(
+        [r["target_recall"] for r in unseen], [r["says_target_triggered"] for r in unseen]
+    )
+    print(
+        f"\nmodels that never trained on a clip with this trigger: {len(unseen)}; Spearman "
+        f"correlation of {args.target} recall and the triggered share {rho.statistic:.2f} "
+        f"(p = {rho.pvalue:.4f})"
+    )
     if args.json is not None:
         args.json.write_text(
             json.dumps({"trigger": args.trigger, "clips": len(clean), "rows": rows}, indent=1)
