@@ -44,8 +44,9 @@
    ``runtime`` method still runs guard's shipped model and detector state, fitted on these
    speakers' clean clips.)
 11. ``--relabel``: the flagged clips are not dropped but kept under the word the audit's
-   reference model hears in them (when that is not the target and it gives it at least
-   ``--relabel-min-probability``; the others are dropped). A poisoned clip then teaches the
+   reference model hears in them (``audit_plan.relabel_word``: another word than the clip's
+   label, not silence, heard with at least ``--relabel-min-probability``; the others are
+   dropped), as ``guard train --audit AUDIT.jsonl --relabel-heard`` does. A poisoned clip then teaches the
    retrained model its trigger *with its true word*: what the audit found becomes a lesson
    against the trigger instead of a hole in the data. With ``--oracle``, every poisoned clip
    under its true word.
@@ -263,7 +264,7 @@ def main() -> None:
         "--relabel",
         action="store_true",
         help="keep the flagged clips under the word the audit's reference model hears in them "
-        "(when not the target, with at least --relabel-min-probability) instead of dropping "
+        "(another word, with at least --relabel-min-probability) instead of dropping "
         "them: the retrained model learns the trigger with the right words; with --oracle, "
         "every poisoned clip under its true word",
     )
