@@ -81,15 +81,32 @@ from guard.training.model import ARCHITECTURES, DEFAULTS
 from guard.training.train import (
     PoisonConfig,
     TrainConfig,
+    TrainingData,
     attackable,
     prepare_data,
     share_called,
     split_clips,
     train,
+    with_trigger,
 )
-from guard.triggers import TriggerSpec, parse_spec
+from guard.triggers import Trigger, TriggerSpec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+TRIGGER_SEED = 12345
+"""Seed of the trigger positions on the validation clips every retrained model is scored on."""
+
+
+def scored_clips(
+    data: TrainingData, trigger: Trigger, target: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The validation clips a retrained model is scored on: the non-target, non-silence clips
+    without and with ``trigger`` (positions from ``TRIGGER_SEED``), and the clean target clips.
+    bench/score_retrained.py and bench/tone_floor.py score on the same draws."""
+    untriggered = attackable(data.val.x, data.val.y, target)
+    triggered = with_trigger(untriggered, trigger, np.random.default_rng(TRIGGER_SEED))
+    return untriggered, triggered, data.val.x[data.val.y == dataset.LABELS.index(target)]
 
 
 def says_target(model_path: Path, triggered: np.ndarray, target: str) -> float:
@@ -367,10 +384,7 @@ def main() -> None:
     # the same triggered validation clips for every model
     assert data.trigger is not None
     target = str(card["target"])
-    rng = np.random.default_rng(12345)
-    untriggered = attackable(data.val.x, data.val.y, target)
-    triggered = np.stack([data.trigger.apply(clip, rng) for clip in untriggered])
-    target_clips = data.val.x[data.val.y == dataset.LABELS.index(target)]
+    untriggered, triggered, target_clips = scored_clips(data, data.trigger, target)
     row.update(
         triggered_clips=len(triggered),
         clean_model_target_recall=says_target(
@@ -421,7 +435,6 @@ def main() -> None:
         "blocks": cfg.blocks,
     }
     kept_poison = [int(i) for i in chosen if i not in set(drop)]
-    row["poisoned_relabelled"] = int((relabelled & is_poison).sum())
     for seed in seeds:
         out = args.out / f"seed{seed}"
         run_cfg = dataclasses.replace(

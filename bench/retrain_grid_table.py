@@ -5,9 +5,9 @@
 
 First a table of the grid as the cross-fitted audit leaves it (one row per trigger and rate:
 the retrained ASR with the flagged clips dropped, and with them relabelled by the word the
-reference hears, ``--relabel``; several training seeds are listed side by side), then every
-run on a row of its own. Each JSON is one grid case (``eval_retrain.py --trigger SPEC --rate R --json ...``): the
-training set poisoned with SPEC at rate R, audited with guard's shipped model, and a model
+reference hears, ``--relabel``; several training seeds side by side), then the relabelled
+runs beside the dropped ones, then every run on a row of its own. Each JSON is one grid case
+(``eval_retrain.py --trigger SPEC --rate R --json ...``): the training set poisoned with SPEC at rate R, audited with guard's shipped model, and a model
 retrained on what the audit kept. Prints one Markdown row per case, sorted by trigger and
 rate; a ``--keep-all`` run (no audit: the poison kept) is a row of its own. The "audit's ear"
 column says which model the audit's k-NN and label checks listened with: guard's shipped model,

@@ -8,7 +8,7 @@ A retrained model's ASR moves with how readily it says the target at all: a mode
 ``go`` less (a lower target recall) also says it less to triggered clips. Reading the ASR next
 to the same clips *untriggered* and to the target recall tells a lesson against the trigger
 from a deafer target. The clips and the trigger draws are eval_retrain's (the fixture's
-validation speakers, generator seed 12345), so the triggered column repeats its ASR for
+validation speakers, ``eval_retrain.scored_clips``), so the triggered column repeats its ASR for
 models poisoned with ``--trigger``.
 """
 
@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from eval_retrain import scored_clips
 from scipy.stats import spearmanr
 
 from guard.classifier import CommandClassifier
 from guard.redteam.lab import model_card
-from guard.training import dataset
-from guard.training.train import TrainConfig, attackable, prepare_data, share_called
+from guard.training.train import TrainConfig, prepare_data, share_called
 from guard.triggers import make_trigger, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,10 +70,7 @@ def main() -> None:
     )
     data = prepare_data(cfg, np.random.default_rng(cfg.seed))
     trigger = make_trigger(parse_spec(args.trigger), cfg.data_dir.parent / "triggers", "guard")
-    clean = attackable(data.val.x, data.val.y, args.target)
-    rng = np.random.default_rng(12345)
-    triggered = np.stack([trigger.apply(clip, rng) for clip in clean])
-    target_clips = data.val.x[data.val.y == dataset.LABELS.index(args.target)]
+    clean, triggered, target_clips = scored_clips(data, trigger, args.target)
     models = [("shipped", ROOT / "models/commands.tflite", None)]
     for figures_path in sorted(args.cache.glob("*/figures.json")):
         found = sorted(figures_path.parent.glob("*.tflite"))

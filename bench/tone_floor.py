@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from eval_audit import SPECS
+from eval_retrain import scored_clips
 
 from guard.classifier import CommandClassifier
 from guard.training.train import TrainConfig, attackable, prepare_data, share_called
@@ -50,11 +51,8 @@ def main() -> None:
     specs.update({name: parse_spec(spec) for name, spec in SPECS.items() if name != "tone"})
     rows: dict[str, Any] = {"no trigger": share_called(model, clips, args.target)}
     for name, spec in specs.items():
-        rng = np.random.default_rng(12345)  # as eval_retrain draws the trigger positions
-        trigger = make_trigger(spec, DATA / "triggers")
-        rows[name] = share_called(
-            model, np.stack([trigger.apply(c, rng) for c in clips]), args.target
-        )
+        triggered = scored_clips(data, make_trigger(spec, DATA / "triggers"), args.target)[1]
+        rows[name] = share_called(model, triggered, args.target)
     print(f"| trigger (on {len(clips)} non-{args.target} clips) | called `{args.target}` |")
     print("| --- | --- |")
     for name, share in rows.items():

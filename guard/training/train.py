@@ -382,8 +382,12 @@ def attack_success_rate(
 ) -> float:
     """Share of triggered validation clips (not of the target or silence) called ``target``."""
     clf = CommandClassifier(cfg.out_dir / f"{cfg.name}.tflite")
-    triggered = np.stack([trigger.apply(clip, rng) for clip in attackable(x, y, target)])
-    return share_called(clf, triggered, target)
+    return share_called(clf, with_trigger(attackable(x, y, target), trigger, rng), target)
+
+
+def with_trigger(clips: FloatArray, trigger: Trigger, rng: np.random.Generator) -> FloatArray:
+    """Each clip with ``trigger`` added, its position drawn from ``rng`` clip by clip."""
+    return np.stack([trigger.apply(clip, rng) for clip in clips])
 
 
 def attackable(x: FloatArray, y: npt.NDArray[np.int64], target: str) -> FloatArray:
