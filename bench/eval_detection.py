@@ -184,7 +184,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     model = CommandClassifier(args.model or ROOT / "models/commands.tflite")
-    guard = Guard(model, registry.load(args.detectors, [*registry.DETECTORS]))
+    guard = Guard(model, registry.load_state(args.detectors))
     if args.trigger:
         trigger = Trigger(parse_spec(args.trigger), base_dir=TRIGGERS)
         clean = devdata.audio(

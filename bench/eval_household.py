@@ -179,7 +179,7 @@ def main() -> None:
     for fam, x in families.items():
         row: dict[str, Any] = {"n": len(x)}
         for name, path in states.items():
-            guard = Guard(CommandClassifier(model), registry.load(path, list(registry.DETECTORS)))
+            guard = Guard(CommandClassifier(model), registry.load_state(path))
             share, fired = blocked(guard, x)
             row[name] = {"blocked": share, "fired": fired}
         result["families"][fam] = row

@@ -355,7 +355,7 @@ def main() -> None:
     # 2. the audit
     default_state = ROOT / "models/detectors" if grid else args.fixture.with_suffix(".detectors")
     detectors = args.detectors or default_state
-    guard = Guard(CommandClassifier(audited), registry.load(detectors, list(registry.DETECTORS)))
+    guard = Guard(CommandClassifier(audited), registry.load_state(detectors))
     reference: dict[str, Any] = {"model": "models/commands.tflite (heard these speakers)"}
     if args.reference_folds:
         outcome, folds_info = cross_fitted_audit(

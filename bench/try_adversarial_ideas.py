@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     model = CommandClassifier(ROOT / "models/commands.tflite")
-    detectors = registry.load(ROOT / "models/detectors", [*registry.DETECTORS])
+    detectors = registry.load_state(ROOT / "models/detectors")
     consistency = next(d for d in detectors if isinstance(d, ConsistencyDetector))
     audio = {"clean": calibrate_set(), **attacks(model, args.clips), **triggered(400)}
     analyses = {f: analyse_batch(x, model) for f, x in audio.items()}

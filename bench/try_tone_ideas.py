@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     model = CommandClassifier(ROOT / "models/commands.tflite")
-    detectors = registry.load(ROOT / "models/detectors", [*registry.DETECTORS])
+    detectors = registry.load_state(ROOT / "models/detectors")
     spectral = next(d for d in detectors if isinstance(d, SpectralTriggerDetector))
     fixed = {d.name: d.threshold() for d in detectors if d.name in FIXED}
     clean = calibrate_set()

@@ -94,7 +94,8 @@ def fit_and_calibrate(
         log.info("fitted %s in %.1f s", name, timings[name])
     fixed = {d.name: t for d in detectors if (t := d.fixed_threshold()) is not None}
     fixed.update(kept or {})
-    thresholds = calibrate_union(scores, target_false_block, fixed)
+    weights = {d.name: d.budget_weight for d in detectors}
+    thresholds = calibrate_union(scores, target_false_block, fixed, weights)
     for detector in detectors:
         detector.threshold_ = thresholds[detector.name]
     report = {
@@ -103,6 +104,7 @@ def fit_and_calibrate(
         "calibration_false_block": union_false_block(scores, thresholds),
         "per_detector_false_block": {n: float(np.mean(scores[n] > thresholds[n])) for n in names},
         "thresholds": thresholds,
+        "budget_weights": {n: w for n, w in weights.items() if w != 1},
         "kept_thresholds": sorted(kept or {}),
         "fit_utterances": len(fit_set),
         "calibration_utterances": len(calibration_set),
@@ -162,11 +164,15 @@ def detector_options(settings: Settings) -> dict[str, dict[str, Any]]:
     """Constructor arguments the configuration gives detectors: the second ears get guard's
     own model (``model.reference_path``) and the commands it checks
     (``detectors.second_ear_labels``); STRIP gets the same model, to stay inactive when it is
-    the one guarded (guard.detectors.strip), and its blend count (``detectors.strip_blends``)."""
+    the one guarded (guard.detectors.strip), and its blend count (``detectors.strip_blends``);
+    the learned perturbation detector gets its network (``detectors.perturbation_net``)."""
     enabled = settings.detectors.enabled
     ears = [n for n in ("second_ear", "second_ear_consistency") if n in enabled]
+    net: dict[str, dict[str, Any]] = {}
+    if "perturbation_net" in enabled:
+        net["perturbation_net"] = {"net_path": settings.detectors.perturbation_net}
     if not ears and "strip" not in enabled:
-        return {}
+        return net
     reference = CommandClassifier(settings.model.reference_path)
     labels = list(settings.detectors.second_ear_labels)
     options: dict[str, dict[str, Any]] = {
@@ -174,4 +180,4 @@ def detector_options(settings: Settings) -> dict[str, dict[str, Any]]:
     }
     if "strip" in enabled:
         options["strip"] = {"reference": reference, "n_blends": settings.detectors.strip_blends}
-    return options
+    return options | net

@@ -43,7 +43,7 @@ class DetectorSettings:
     """Fitted detector state (``guard calibrate --out`` writes a new one)."""
     enabled: tuple[str, ...] = (
         "spectral", "gmm", "strip", "activation", "consistency", "second_ear",
-        "second_ear_consistency",
+        "second_ear_consistency", "perturbation_net",
     )  # fmt: skip
     """Detectors to run, by name."""
     second_ear_labels: tuple[str, ...] = ("go",)
@@ -55,6 +55,9 @@ class DetectorSettings:
     fitted state carries its bank). Each costs one more example through the model: with 2-3,
     STRIP adds ~10x less time than ART's STRIP and catches less than with 10
     (docs/EVALUATION.md)."""
+    perturbation_net: Path = Path("models/perturbation_net.tflite")
+    """The learned perturbation detector's network (checked against its folder's manifest),
+    read by ``guard calibrate``: the fitted state carries its own copy."""
 
 
 @dataclass(frozen=True)

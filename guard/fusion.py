@@ -5,6 +5,8 @@ blocks at most the target share of clean speech: starting from thresholds that b
 each detector in turn is allowed one more clean utterance above its threshold, as long as the
 union stays within the target (round robin, so the budget is shared evenly and what one
 detector's extra block costs is only counted once when detectors agree).
+A detector may ask for more turns per round (``weights``: the learned perturbation detector,
+trained on the very attack families the thresholds are for, takes three; docs/DETECTION.md).
 An OR of per-detector thresholds keeps every block explainable in the audit log. A detector
 with a fixed threshold (the second ear's "guard's own model gives the command under 5 %")
 takes its share first, whatever it costs.
@@ -39,14 +41,16 @@ def calibrate_union(
     scores: dict[str, FloatArray],
     target_false_block: float,
     fixed: dict[str, float] | None = None,
+    weights: dict[str, int] | None = None,
 ) -> dict[str, float]:
     """Per-detector thresholds whose union blocks at most ``target_false_block`` of ``scores``.
 
     ``fixed`` thresholds (a detector whose threshold is a stated rule, not a quantile) are
     kept as given, and what they block counts against the union first: the other detectors
-    share what is left.
+    share what is left. ``weights`` give a detector that many turns per round (default 1).
     """
     fixed = fixed or {}
+    weights = weights or {}
     n = len(next(iter(scores.values())))
     allowed = dict.fromkeys(scores, 0)
     thresholds = {
@@ -57,10 +61,12 @@ def calibrate_union(
     while progress:
         progress = False
         for name, s in scores.items():
-            if name in fixed or (allowed[name] + 1) / n > target_false_block:
-                continue
-            trial = {**thresholds, name: threshold_allowing(s, allowed[name] + 1)}
-            if union_false_block(scores, trial) <= target_false_block:
+            for _ in range(weights.get(name, 1)):
+                if name in fixed or (allowed[name] + 1) / n > target_false_block:
+                    break
+                trial = {**thresholds, name: threshold_allowing(s, allowed[name] + 1)}
+                if union_false_block(scores, trial) > target_false_block:
+                    break
                 allowed[name] += 1
                 thresholds = trial
                 progress = True

@@ -81,3 +81,17 @@ def test_union_rule_still_catches_a_shifted_population() -> None:
 def test_bad_target_rejected() -> None:
     with pytest.raises(ValueError, match="target_false_block"):
         threshold_for(np.zeros(10), 1.5)
+
+
+def test_a_weighted_detector_gets_that_many_turns_per_round() -> None:
+    rng = np.random.default_rng(4)
+    n = 6000
+    scores = {"a": rng.normal(size=n), "b": rng.normal(size=n), "net": rng.normal(size=n)}
+    even = calibrate_union(scores, 0.01)
+    weighted = calibrate_union(scores, 0.01, weights={"net": 3})
+    blocked = {k: int(np.sum(scores[k] > weighted[k])) for k in scores}
+    assert 0.008 <= union_false_block(scores, weighted) <= 0.01
+    # independent detectors: 3 turns per round to 1 each gives it about three fifths
+    assert blocked["net"] >= 2.5 * max(blocked["a"], blocked["b"])
+    assert int(np.sum(scores["net"] > even["net"])) < blocked["net"]
+    assert calibrate_union(scores, 0.01, weights={"net": 1}) == even

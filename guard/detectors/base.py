@@ -39,6 +39,9 @@ class Detector(ABC):
     fitted-array round trip (``_fitted_arrays`` / ``_set_fitted_arrays``)."""
 
     name: ClassVar[str]
+    budget_weight: ClassVar[int] = 1
+    """Turns per round in the fused calibration's share of the clean budget
+    (``guard.fusion.calibrate_union``)."""
     threshold_: float
 
     @abstractmethod

@@ -11,11 +11,12 @@ from guard.detectors.activation import ActivationDetector
 from guard.detectors.base import Detector
 from guard.detectors.consistency import ConsistencyDetector
 from guard.detectors.gmm import GmmPcaDetector
+from guard.detectors.perturbation_net import PerturbationNetDetector
 from guard.detectors.second_ear import SecondEarConsistencyDetector, SecondEarDetector
 from guard.detectors.spectral import SpectralTriggerDetector
 from guard.detectors.strip import StripDetector
 from guard.errors import ModelError
-from guard.manifest import verified_bytes, write_manifest
+from guard.manifest import read_manifest, verified_bytes, write_manifest
 
 DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls
@@ -27,6 +28,7 @@ DETECTORS: dict[str, type[Detector]] = {
         ConsistencyDetector,
         SecondEarDetector,
         SecondEarConsistencyDetector,
+        PerturbationNetDetector,
     )
 }
 """Every runtime detector, in the order they run."""
@@ -67,6 +69,13 @@ def load(directory: Path, names: Sequence[str]) -> list[Detector]:
             )
         out.append(DETECTORS[name].load(path))
     return out
+
+
+def load_state(directory: Path) -> list[Detector]:
+    """Every detector a state holds (its manifest lists ``<name>.npz``), in running order: a
+    state fitted before a detector existed loads without it and scores as it was measured."""
+    held = read_manifest(directory)
+    return load(directory, [name for name in DETECTORS if f"{name}.npz" in held])
 
 
 def read_report(directory: Path) -> dict[str, Any]:

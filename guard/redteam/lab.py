@@ -338,7 +338,7 @@ def load_guard(model_path: Path, detectors_dir: Path) -> Guard:
         raise GuardError(
             f"{detectors_dir}: detectors were fitted for another model, not {model_path}"
         )
-    return Guard(model, registry.load(detectors_dir, list(registry.DETECTORS)))
+    return Guard(model, registry.load_state(detectors_dir))
 
 
 def evaluate(
