@@ -18,6 +18,7 @@ from pathlib import Path
 from guard import daemon
 from guard.audit import read_records
 from guard.config import load_settings
+from guard.detectors import registry
 from guard.handlers.doorlock_sim import DoorLockSimulator
 from guard.handlers.settings import DoorLockSettings
 from guard.paths import default_config_path
@@ -69,10 +70,14 @@ def _one(
             action: tuple(n for n in names if n != "mqtt") for action, names in h.chains.items()
         }
         chains["door_unlock"] = chains.get("door_unlock") or ("door_lock",)
-        if detectors is not None:
+        if detectors is not None:  # an attack fixture's state: the detectors it was fitted with
+            in_state = registry.held(detectors)
+            enabled = tuple(n for n in settings.detectors.enabled if n in in_state)
             settings = dataclasses.replace(
                 settings,
-                detectors=dataclasses.replace(settings.detectors, state_dir=detectors),
+                detectors=dataclasses.replace(
+                    settings.detectors, state_dir=detectors, enabled=enabled
+                ),
             )
         settings = dataclasses.replace(
             settings,

@@ -115,6 +115,7 @@ def test_a_strip_blend_count_the_state_was_not_fitted_with_is_said(
 ) -> None:
     from dataclasses import replace
 
+    from guard.detectors import registry
     from guard.detectors.strip import StripDetector
 
     shipped = load_settings(ROOT / "config.yaml")
@@ -125,7 +126,12 @@ def test_a_strip_blend_count_the_state_was_not_fitted_with_is_said(
         settings = replace(
             shipped,
             model=replace(shipped.model, path=vendor),
-            detectors=replace(shipped.detectors, state_dir=state, strip_blends=blends),
+            detectors=replace(
+                shipped.detectors,
+                state_dir=state,
+                strip_blends=blends,
+                enabled=tuple(registry.held(state)),  # fitted before perturbation_net
+            ),
         )
         with caplog.at_level("WARNING", logger="guard.guard"):
             guard = Guard.from_settings(settings)

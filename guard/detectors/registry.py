@@ -71,11 +71,16 @@ def load(directory: Path, names: Sequence[str]) -> list[Detector]:
     return out
 
 
+def held(directory: Path) -> list[str]:
+    """The detectors a state holds (its manifest lists ``<name>.npz``), in running order."""
+    listed = read_manifest(directory)
+    return [name for name in DETECTORS if f"{name}.npz" in listed]
+
+
 def load_state(directory: Path) -> list[Detector]:
-    """Every detector a state holds (its manifest lists ``<name>.npz``), in running order: a
-    state fitted before a detector existed loads without it and scores as it was measured."""
-    held = read_manifest(directory)
-    return load(directory, [name for name in DETECTORS if f"{name}.npz" in held])
+    """Every detector a state holds: a state fitted before a detector existed loads without it
+    and scores as it was measured."""
+    return load(directory, held(directory))
 
 
 def read_report(directory: Path) -> dict[str, Any]:
