@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,10 @@ import numpy.typing as npt
 from guard.errors import ModelError
 from guard.features import FEATURE_SPEC, N_FRAMES, N_MELS
 from guard.manifest import verified_bytes
-from guard.runtime import make_interpreter, quiet_native_stderr
+from guard.runtime import BatchInterpreters, make_interpreter
 
 FloatArray = npt.NDArray[np.float32]
 OUTPUT_NAMES = ("probabilities", "embedding", "early")
-MAX_CACHED_BATCH_SIZES = 6
 
 
 @dataclass(frozen=True)
@@ -111,23 +109,10 @@ class CommandClassifier:
             )
         self.quantized = self._input["dtype"] == np.int8
         self._content = content
-        self._num_threads = num_threads
-        # One interpreter per batch size, allocated once: resizing per call would reallocate
-        # on every STRIP or consistency check. Few sizes are used (1, the blend count, ...).
-        self._interpreters: OrderedDict[int, Any] = OrderedDict()
-        self._allocate(1, interpreter)
-
-    def _allocate(self, batch: int, interpreter: Any = None) -> Any:
-        if interpreter is None:
-            interpreter, _ = make_interpreter(self._content, num_threads=self._num_threads)
-        if batch != 1:
-            interpreter.resize_tensor_input(self._input["index"], [batch, N_FRAMES, N_MELS])
-        with quiet_native_stderr():  # LiteRT prints "INFO: Created ... XNNPACK delegate"
-            interpreter.allocate_tensors()
-        self._interpreters[batch] = interpreter
-        if len(self._interpreters) > MAX_CACHED_BATCH_SIZES:
-            self._interpreters.popitem(last=False)
-        return interpreter
+        # one interpreter per batch size (1, STRIP's blend count, the transforms, ...)
+        self._interpreters = BatchInterpreters(
+            content, self._input["index"], (N_FRAMES, N_MELS), num_threads, first=interpreter
+        )
 
     def predict(self, log_mel: FloatArray) -> ModelOutputs:
         """Run the model on (batch, 49, 40) log-mel features in one interpreter call.
@@ -136,12 +121,7 @@ class CommandClassifier:
         """
         if log_mel.ndim == 2:
             log_mel = log_mel[None]
-        batch = int(log_mel.shape[0])
-        interpreter = self._interpreters.get(batch)
-        if interpreter is None:
-            interpreter = self._allocate(batch)
-        else:
-            self._interpreters.move_to_end(batch)
+        interpreter = self._interpreters.get(int(log_mel.shape[0]))
         interpreter.set_tensor(self._input["index"], _quantize(log_mel, self._input))
         interpreter.invoke()
         values = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -71,3 +72,48 @@ def quiet_native_stderr() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+class BatchInterpreters:
+    """One allocated interpreter per batch size, built from the same model bytes.
+
+    Resizing an interpreter's input and allocating its tensors on every call would cost more
+    than the call (STRIP's blends, the consistency transforms, batched fitting); few sizes are
+    used, so each is allocated once and the least recently used is dropped past ``max_sizes``.
+    ``item_shape`` is the input's shape without the batch axis; ``first`` is an interpreter
+    for batch 1 already made from ``content`` (its tensors not yet allocated).
+    """
+
+    def __init__(
+        self,
+        content: bytes,
+        input_index: int,
+        item_shape: tuple[int, ...],
+        num_threads: int = 1,
+        max_sizes: int = 6,
+        first: Any = None,
+    ) -> None:
+        self.content = content
+        self.input_index = input_index
+        self.item_shape = item_shape
+        self.num_threads = num_threads
+        self.max_sizes = max_sizes
+        self._by_batch: OrderedDict[int, Any] = OrderedDict()
+        self.get(1, first)
+
+    def get(self, batch: int, interpreter: Any = None) -> Any:
+        """The interpreter for ``batch`` examples, allocated."""
+        cached = self._by_batch.get(batch)
+        if cached is not None:
+            self._by_batch.move_to_end(batch)
+            return cached
+        if interpreter is None:
+            interpreter, _ = make_interpreter(self.content, num_threads=self.num_threads)
+        if batch != 1:
+            interpreter.resize_tensor_input(self.input_index, [batch, *self.item_shape])
+        with quiet_native_stderr():  # LiteRT prints "INFO: Created ... XNNPACK delegate"
+            interpreter.allocate_tensors()
+        self._by_batch[batch] = interpreter
+        if len(self._by_batch) > self.max_sizes:
+            self._by_batch.popitem(last=False)
+        return interpreter

@@ -25,7 +25,6 @@ does, so a state means the same thing whatever file the configuration names late
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,12 +37,11 @@ from guard.detectors.base import Detector, NotFittedError
 from guard.errors import ModelError
 from guard.features import N_BINS, N_FRAMES
 from guard.manifest import verified_bytes
-from guard.runtime import make_interpreter, quiet_native_stderr
+from guard.runtime import BatchInterpreters, make_interpreter
 
 FloatArray = npt.NDArray[np.float64]
 FLOOR_DB = 100.0
 """Cells more than this far below the clip's loudest cell read as the floor."""
-MAX_CACHED_BATCH_SIZES = 4
 
 
 def spectrogram_db(power: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -55,44 +53,28 @@ def spectrogram_db(power: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 class _Net:
-    """The TFLite network: (batch, frames, bins) float32 in, (batch, 1) logit out; one
-    interpreter per batch size, allocated once."""
+    """The TFLite network: (batch, frames, bins) float32 in, (batch, 1) logit out."""
 
     def __init__(self, content: bytes, name: str) -> None:
         self.content = content
-        self.name = name
-        self._interpreters: OrderedDict[int, Any] = OrderedDict()
-        interpreter = self._interpreter(1)
-        (detail,) = interpreter.get_input_details()
+        first, _ = make_interpreter(content)
+        (detail,) = first.get_input_details()
         if tuple(detail["shape"][1:]) != (N_FRAMES, N_BINS):
             raise ModelError(f"{name}: input shape {detail['shape']} is not (n, 49, 257)")
-
-    def _interpreter(self, batch: int) -> Any:
-        interpreter = self._interpreters.get(batch)
-        if interpreter is not None:
-            self._interpreters.move_to_end(batch)
-            return interpreter
-        interpreter, _ = make_interpreter(self.content)
-        if batch != 1:
-            index = interpreter.get_input_details()[0]["index"]
-            interpreter.resize_tensor_input(index, [batch, N_FRAMES, N_BINS])
-        with quiet_native_stderr():
-            interpreter.allocate_tensors()
-        self._interpreters[batch] = interpreter
-        if len(self._interpreters) > MAX_CACHED_BATCH_SIZES:
-            self._interpreters.popitem(last=False)
-        return interpreter
+        self._output_index = first.get_output_details()[0]["index"]
+        self._interpreters = BatchInterpreters(
+            content, detail["index"], (N_FRAMES, N_BINS), max_sizes=4, first=first
+        )
 
     def logits(self, spectrograms: npt.NDArray[np.float32]) -> FloatArray:
         out = np.empty(len(spectrograms), dtype=np.float64)
         for lo in range(0, len(spectrograms), 256):
             chunk = spectrograms[lo : lo + 256]
-            interpreter = self._interpreter(len(chunk))
-            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], chunk)
+            interpreter = self._interpreters.get(len(chunk))
+            interpreter.set_tensor(self._interpreters.input_index, chunk)
             interpreter.invoke()
-            out[lo : lo + len(chunk)] = interpreter.get_tensor(
-                interpreter.get_output_details()[0]["index"]
-            ).reshape(len(chunk))
+            logit = interpreter.get_tensor(self._output_index)
+            out[lo : lo + len(chunk)] = logit.reshape(len(chunk))
         return out
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,6 @@ class NetConfig:
     """guard/devdata.py part the clips come from (only "train" for a network that ships)."""
     snr_db: tuple[float, float] = (24.0, 34.0)
     command_line: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _shown(path: Path) -> str:
