@@ -24,7 +24,8 @@ speakers and the same clips with the model's trigger (its card's ``trigger``) ar
   ART stays at ``--blends``.
 
 Time per input: wall time of scoring the ``2 n`` inputs / ``2 n``, the median of ``--repeats``
-passes, guard's settings and ART alternating so a loaded machine slows both alike.
+passes after one untimed warm-up pass of each, guard's settings and ART alternating so a
+loaded machine slows both alike.
 ``ms_per_input`` is the whole cost: guard's includes computing the features and the model's
 own call (``analyse_batch``), ART's its ``STRIP.predict``, which classifies the inputs too.
 ``own_ms_per_input`` is what STRIP adds to the classification both need anyway: guard's
@@ -133,6 +134,12 @@ def main() -> None:
     classify_times: list[float] = []  # ART: the wrapped classifier's own predict
     guard_flags: dict[int, np.ndarray] = {}
     art_flag = np.zeros(len(inputs), bool)
+    # one untimed pass of everything first: interpreters for new batch sizes, TensorFlow's
+    # graph tracing and first-touch memory are start-up costs, not costs per input
+    for detector in settings.values():
+        detector.anomaly_score(analyse_batch(inputs, model))
+    plain.predict(inputs)
+    defended.predict(inputs)
     for _ in range(max(1, args.repeats)):
         t0 = time.perf_counter()
         analyses = analyse_batch(inputs, model)
