@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
-from eval_tts_voices import UNKNOWN, speak
+from eval_tts_voices import UNKNOWN
 
 from guard import devdata
 from guard.audio import fit_window, read_audio
@@ -47,6 +47,7 @@ from guard.classifier import CommandClassifier
 from guard.detectors import registry
 from guard.guard import Guard
 from guard.training.dataset import WORDS
+from guard.training.tts import speak
 from guard.triggers import random_clip, random_tone
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +34,11 @@ from guard.audio import fit_window, read_audio
 from guard.guard import Guard
 from guard.training.dataset import UNKNOWN as UNKNOWN_LABEL
 from guard.training.dataset import WORDS as COMMANDS
+from guard.training.tts import ESPEAK_ACCENTS, speak
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared/data/speech_commands"
 UNKNOWN = ("seven", "house", "dog", "marvin", "happy")
-ESPEAK_ACCENTS = (
-    "en-us",
-    "en-gb",
-    "en-gb-scotland",
-    "en-029",
-    "en-gb-x-rp",
-    "en-gb-x-gbclan",
-    "en-gb-x-gbcwmd",
-)
 ESPEAK_VARIANTS = ("", "+f2", "+f4", "+m3")
 FLITE_VOICES = ("kal16", "awb", "rms", "slt")
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
@@ -64,25 +54,6 @@ def voices() -> list[tuple[str, str]]:
     if shutil.which("text2wave") and shutil.which("sox"):
         out += [("festival", v) for v in FESTIVAL_VOICES]
     return out
-
-
-def speak(
-    engine: str, voice: str, word: str, out: Path, espeak_options: Sequence[str] = ()
-) -> None:
-    """Write ``word`` spoken by ``voice`` to ``out`` as 16 kHz mono 16-bit WAV
-    (``espeak_options``: for instance ``-s 150 -p 40``, speed and pitch)."""
-    native = out.with_suffix(".native.wav")  # festival and flite write a broken header to pipes
-    if engine == "espeak-ng":
-        cmd, text = ["espeak-ng", "-v", voice, *espeak_options, "-w", str(native), word], None
-    elif engine == "flite":
-        cmd, text = ["flite", "-voice", voice, "-t", word, "-o", str(native)], None
-    else:
-        cmd = ["text2wave", "-eval", f"(voice_{voice})", "-otype", "riff", "-o", str(native)]
-        text = word.encode()
-    subprocess.run(cmd, input=text, check=True, capture_output=True)
-    subprocess.run(
-        ["sox", "-q", "-D", str(native), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True
-    )
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -133,13 +133,25 @@ def test_the_trainer_writes_a_network_the_detector_loads(
     out = tmp_path / "models" / "net.tflite"
     # the tiny set's speakers all fall in the validation parts: train on "calibrate" here
     cfg = NetConfig(
-        data_dir=DATA / "commands", out=out, n_clips=12, epochs=1, width=4, part="calibrate"
+        data_dir=DATA / "commands",
+        out=out,
+        n_clips=12,
+        epochs=1,
+        width=4,
+        part="calibrate",
+        synthetic=3,  # espeak-ng voices, in every family
     )
     sets = make_sets(cfg)
-    assert set(sets) == set(FAMILIES) and all(v.shape == (12, 16_000) for v in sets.values())
+    assert set(sets) == set(FAMILIES) and all(v.shape == (15, 16_000) for v in sets.values())
     assert not np.allclose(sets["fgsm"], sets["pgd"])
+    voices = sets["clean"][12:]
+    assert np.all(np.abs(voices).max(axis=1) > 0.05)  # spoken words, not silence
+    for family in FAMILIES[1:]:  # the same voices, perturbed
+        assert not np.allclose(sets[family][12:], voices)
+    for family in ("fgsm", "pgd"):  # perturbations 25-35 dB down: still the same voices
+        assert np.corrcoef(sets[family][12:].ravel(), voices.ravel())[0, 1] > 0.9
     train(cfg, sets)
     card = out.with_suffix(".json").read_text()
-    assert '"held_out_accuracy"' in card and '"n_clips": 12' in card
+    assert '"held_out_accuracy"' in card and '"n_clips": 12' in card and '"synthetic": 3' in card
     detector = PerturbationNetDetector(net_path=out).fit(analyse_batch(clean[:4], classifier))
     assert np.all(np.isfinite(detector.anomaly_score(analyse_batch(clean[:4], classifier))))

@@ -21,6 +21,9 @@ if [ "$mode" = test ]; then
     need libasound2-plugins sh -c 'ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so'
     need mosquitto sh -c 'command -v mosquitto || test -x /usr/sbin/mosquitto'
     need openssl command -v openssl   # self-signed certificates in the door-lock TLS test
+    # Synthetic voices in the perturbation_net trainer's test (guard/training/tts.py).
+    need espeak-ng command -v espeak-ng
+    need sox command -v sox
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi

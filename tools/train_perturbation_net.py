@@ -1,11 +1,12 @@
 """Train guard's learned perturbation detector and write it to models/.
 
     python tools/train_perturbation_net.py [--data ../shared/data/speech_commands]
-        [--out models/perturbation_net.tflite] [--clips 8000] [--epochs 30] [--seed 11]
-        [--sets /tmp/net_sets.npz]
+        [--out models/perturbation_net.tflite] [--clips 8000] [--synthetic 1200] [--epochs 30]
+        [--seed 11] [--sets /tmp/net_sets.npz]
 
-Needs the ``train`` and ``redteam`` extras (TensorFlow, ART). ~13 min for the adversarial
-examples and ~20 min of training on 2 cores; ``--sets`` keeps the waveforms (a re-run with
+Needs the ``train`` and ``redteam`` extras (TensorFlow, ART), and espeak-ng and sox for the
+synthetic voices (``--synthetic 0`` for none). ~16 min for the examples and ~20 min of
+training on 2 cores; ``--sets`` keeps the waveforms (a re-run with
 other training settings skips the attacks). Then refit the detector state
 (``python tools/build_detectors.py``) so its thresholds see the new network.
 See guard/training/perturbation_net.py for what it is trained on.
@@ -32,6 +33,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "models/perturbation_net.tflite")
     parser.add_argument("--model", type=Path, default=ROOT / "models/commands.tflite")
     parser.add_argument("--clips", type=int, default=8000, help="training-speaker clips")
+    parser.add_argument(
+        "--synthetic", type=int, default=1200, help="at most this many espeak-ng clips (0: none)"
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--clean-weight", type=float, default=5.0)
@@ -48,6 +52,7 @@ def main() -> None:
         out=args.out,
         model=args.model,
         n_clips=args.clips,
+        synthetic=args.synthetic,
         epochs=args.epochs,
         width=args.width,
         clean_weight=args.clean_weight,

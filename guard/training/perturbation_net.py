@@ -13,6 +13,13 @@ Per clip of ``n_clips``:
 - fgsm, pgd: ART's FGSM and PGD (20 steps) through the float twin of guard's model, with an
   L-inf budget 24-34 dB below the clip (one draw per chunk of 256 clips).
 
+Plus up to ``synthetic`` clips of synthetic voices, in every family (``synthetic_voices``):
+espeak-ng saying words the evaluation never uses, with voice variants it never uses, in its
+seven English accents, each clip as it is (clean) and with each of the four perturbations
+above. Without them the network learned "formant synthesis" as a perturbation (it blocked a
+fifth of espeak-ng's commands); as clean examples alone they cost much of its PGD catch; in
+every family the voice is no cue either way (docs/DETECTION.md).
+
 The network (``build``) is four strided convolutions over the (49, 257) power spectrogram in
 dB (``spectrogram_db``), global average and max pooling, and one logit; trained with binary
 cross-entropy, the clean class weighted ``clean_weight`` times its balanced share so the clean
@@ -32,14 +39,26 @@ import numpy as np
 import numpy.typing as npt
 
 from guard import devdata
+from guard.audio import fit_window, read_audio
 from guard.detectors.perturbation_net import spectrogram_db
 from guard.features import N_BINS, N_FRAMES, power_spectrogram
 from guard.manifest import write_manifest
+from guard.training.tts import ESPEAK_ACCENTS, speak
 from guard.triggers import random_tone
 
 log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float32]
 FAMILIES = ("clean", "tone", "aliased", "fgsm", "pgd")
+SYNTHETIC_VARIANTS = (
+    *("+m1", "+m2", "+m4", "+m5", "+m6", "+m7", "+f1", "+f3", "+f5", "+klatt", "+klatt3"),
+    *("+Alex", "+Andy", "+Annie", "+belinda", "+benjamin"),
+)
+"""espeak-ng voice variants for training; bench/eval_tts_voices.py uses "", +f2, +f4, +m3."""
+SYNTHETIC_WORDS = (
+    *("zero", "one", "two", "three", "four", "five", "six", "eight", "nine", "bed", "bird"),
+    *("cat", "tree", "wow", "sheila", "learn", "follow", "forward", "backward", "visual"),
+)
+"""Words for training; none is a command or one of the evaluation's unknown words."""
 
 
 @dataclass
@@ -57,6 +76,10 @@ class NetConfig:
     part: str = "train"
     """guard/devdata.py part the clips come from (only "train" for a network that ships)."""
     snr_db: tuple[float, float] = (24.0, 34.0)
+    synthetic: int = 1200
+    """At most this many synthetic-voice clips (half of the accent x variant x word grid is
+    drawn: ~1,080); 0 for none. Needs espeak-ng and sox."""
+    synthetic_seed: int = 21
     command_line: str = ""
 
 
@@ -69,32 +92,100 @@ def _shown(path: Path) -> str:
 
 
 def make_sets(cfg: NetConfig) -> dict[str, FloatArray]:
-    """The five families of waveforms (n_clips, 16000) each, from training speakers."""
-    from guard.redteam.adversarial import art_classifier, generate
+    """The five families of waveforms (n_clips + synthetic clips each), from training speakers
+    and synthetic voices."""
+    from guard.redteam.adversarial import art_classifier
     from guard.redteam.twin import load_twin
 
     chosen = devdata.clips(cfg.data_dir, cfg.part, cfg.n_clips, seed=cfg.seed)
     if not chosen:
         raise ValueError(f"{cfg.data_dir}: no clips of {cfg.part!r} speakers to train on")
     x = devdata.audio(chosen)
-    n = len(x)
     rng = np.random.default_rng(cfg.seed)
     clean = x.copy()
-    noisy = rng.random(n) < 0.5
+    noisy = rng.random(len(x)) < 0.5
     clean[noisy] = devdata.add_noise(clean[noisy], devdata.noise(cfg.data_dir, "train"), rng, 0.3)
-    sets = {"clean": clean}
+    art = art_classifier(load_twin(cfg.model, logits=True))
+    sets = {"clean": clean, **perturbed(x, rng, art, cfg.snr_db)}
+    if cfg.synthetic > 0:
+        voices = synthetic_voices(cfg)
+        # their own generator, so the speakers' sets stay what they were without them
+        more = {"clean": voices, **perturbed(voices, rng_for_synthetic(cfg), art, cfg.snr_db)}
+        sets = {f: np.concatenate([sets[f], more[f]]) for f in FAMILIES}
+    return sets
+
+
+def rng_for_synthetic(cfg: NetConfig) -> np.random.Generator:
+    return np.random.default_rng(cfg.synthetic_seed + 10)
+
+
+def perturbed(
+    x: FloatArray, rng: np.random.Generator, art: Any, snr_db: tuple[float, float]
+) -> dict[str, FloatArray]:
+    """``x`` with a random tone, an aliased ultrasonic tone, ART's FGSM and ART's PGD."""
+    from guard.redteam.adversarial import generate
+
+    sets: dict[str, FloatArray] = {}
     for kind, low_hz, high_hz in (("tone", 100, 7900), ("aliased", 17_000, 23_000)):
         sets[kind] = np.stack([random_tone(kind, low_hz, high_hz, rng).apply(c, rng) for c in x])
-    art = art_classifier(load_twin(cfg.model, logits=True))
     for name in ("fgsm", "pgd"):
         started = time.perf_counter()
         parts = []
-        for lo in range(0, n, 256):
-            snr = float(rng.uniform(*cfg.snr_db))
+        for lo in range(0, len(x), 256):
+            snr = float(rng.uniform(*snr_db))
             parts.append(generate(name, art, x[lo : lo + 256], snr_target_db=snr))
         sets[name] = np.concatenate(parts)
-        log.info("%s: %d clips in %.0f s", name, n, time.perf_counter() - started)
+        log.info("%s: %d clips in %.0f s", name, len(x), time.perf_counter() - started)
     return sets
+
+
+def synthetic_voices(cfg: NetConfig) -> FloatArray:
+    """Up to ``cfg.synthetic`` 1 s clips of espeak-ng (half of the accent x variant x word grid,
+    random speed 120-200 words/min and pitch 20-80, peak 0.1-0.8), half of them in background
+    noise of the training recordings, as the speakers' clean clips."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    for tool in ("espeak-ng", "sox"):
+        if shutil.which(tool) is None:
+            raise ValueError(
+                f"{tool} not found: synthetic voices need espeak-ng and sox "
+                "(apt-get install espeak-ng sox), or set synthetic to 0"
+            )
+    rng = np.random.default_rng(cfg.synthetic_seed)
+    out: list[FloatArray] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "word.wav"
+        for accent in ESPEAK_ACCENTS:
+            for variant in SYNTHETIC_VARIANTS:
+                for word in SYNTHETIC_WORDS:
+                    if len(out) == cfg.synthetic:
+                        break
+                    if rng.random() > 0.5:
+                        continue
+                    speed, pitch = int(rng.uniform(120, 200)), int(rng.uniform(20, 80))
+                    try:
+                        speak(
+                            "espeak-ng",
+                            accent + variant,
+                            word,
+                            wav,
+                            ["-s", str(speed), "-p", str(pitch)],
+                        )
+                    except subprocess.CalledProcessError:  # a variant this espeak-ng lacks
+                        continue
+                    clip = fit_window(read_audio(wav), 16_000)
+                    peak = max(float(np.abs(clip).max()), 1e-6)
+                    out.append((clip * rng.uniform(0.1, 0.8) / peak).astype(np.float32))
+    if not out:
+        raise ValueError("espeak-ng spoke none of the synthetic words")
+    voices = np.stack(out)
+    noisy = rng.random(len(voices)) < 0.5
+    noise = devdata.noise(cfg.data_dir, "train")
+    voices[noisy] = devdata.add_noise(voices[noisy], noise, rng, 0.3)
+    log.info("synthetic voices: %d clips", len(voices))
+    return voices
 
 
 def spectrograms(x: FloatArray) -> FloatArray:
