@@ -250,7 +250,13 @@ def train(cfg: NetConfig, sets: dict[str, FloatArray]) -> Path:
         "floored at -100 dB, mapped to [0, 1] (spectrogram_db)",
         "families": list(FAMILIES),
         "data": "Speech Commands (Warden 2018, CC BY 4.0), training speakers only "
-        "(guard/devdata.py part 'train'); background noise: head of each recording",
+        "(guard/devdata.py part 'train'); background noise: head of each recording"
+        + (
+            f"; {len(sets['clean']) - cfg.n_clips} synthetic-voice clips (espeak-ng, "
+            "guard/training/tts.py) in every family"
+            if len(sets["clean"]) > cfg.n_clips
+            else ""
+        ),
         "config": {k: _shown(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "clips_per_family": {f: len(sets[f]) for f in FAMILIES},
         "held_out_accuracy": {  # a tenth of the examples, at logit 0 (not the calibrated threshold)
