@@ -153,5 +153,6 @@ def test_the_trainer_writes_a_network_the_detector_loads(
     train(cfg, sets)
     card = out.with_suffix(".json").read_text()
     assert '"held_out_accuracy"' in card and '"n_clips": 12' in card and '"synthetic": 3' in card
+    assert '"clean": 15' in card  # clips_per_family: the speakers' 12 and the 3 voices
     detector = PerturbationNetDetector(net_path=out).fit(analyse_batch(clean[:4], classifier))
     assert np.all(np.isfinite(detector.anomaly_score(analyse_batch(clean[:4], classifier))))

@@ -110,13 +110,10 @@ def make_sets(cfg: NetConfig) -> dict[str, FloatArray]:
     if cfg.synthetic > 0:
         voices = synthetic_voices(cfg)
         # their own generator, so the speakers' sets stay what they were without them
-        more = {"clean": voices, **perturbed(voices, rng_for_synthetic(cfg), art, cfg.snr_db)}
+        voice_rng = np.random.default_rng(cfg.synthetic_seed + 10)
+        more = {"clean": voices, **perturbed(voices, voice_rng, art, cfg.snr_db)}
         sets = {f: np.concatenate([sets[f], more[f]]) for f in FAMILIES}
     return sets
-
-
-def rng_for_synthetic(cfg: NetConfig) -> np.random.Generator:
-    return np.random.default_rng(cfg.synthetic_seed + 10)
 
 
 def perturbed(
@@ -252,9 +249,9 @@ def train(cfg: NetConfig, sets: dict[str, FloatArray]) -> Path:
         "data": "Speech Commands (Warden 2018, CC BY 4.0), training speakers only "
         "(guard/devdata.py part 'train'); background noise: head of each recording"
         + (
-            f"; {len(sets['clean']) - cfg.n_clips} synthetic-voice clips (espeak-ng, "
-            "guard/training/tts.py) in every family"
-            if len(sets["clean"]) > cfg.n_clips
+            f"; up to {cfg.synthetic} synthetic-voice clips (espeak-ng, guard/training/tts.py) "
+            "in every family"
+            if cfg.synthetic > 0
             else ""
         ),
         "config": {k: _shown(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},

@@ -1,5 +1,5 @@
 """Words spoken by text-to-speech engines, as 16 kHz mono WAV: voices unlike any recorded
-speaker, for training (guard/training/perturbation_net.py's synthetic clean examples) and for
+speaker, for training (guard/training/perturbation_net.py's synthetic examples) and for
 evaluation (bench/eval_tts_voices.py). The engines are Debian packages (``espeak-ng``,
 ``flite``, ``festival`` and its voices) resampled with ``sox`` without dither, so a word
 comes out the same on every run.
