@@ -28,6 +28,7 @@ tail, where the threshold will sit, counts for more.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -154,27 +155,21 @@ def synthetic_voices(cfg: NetConfig) -> FloatArray:
     out: list[FloatArray] = []
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "word.wav"
-        for accent in ESPEAK_ACCENTS:
-            for variant in SYNTHETIC_VARIANTS:
-                for word in SYNTHETIC_WORDS:
-                    if len(out) == cfg.synthetic:
-                        break
-                    if rng.random() > 0.5:
-                        continue
-                    speed, pitch = int(rng.uniform(120, 200)), int(rng.uniform(20, 80))
-                    try:
-                        speak(
-                            "espeak-ng",
-                            accent + variant,
-                            word,
-                            wav,
-                            ["-s", str(speed), "-p", str(pitch)],
-                        )
-                    except subprocess.CalledProcessError:  # a variant this espeak-ng lacks
-                        continue
-                    clip = fit_window(read_audio(wav), 16_000)
-                    peak = max(float(np.abs(clip).max()), 1e-6)
-                    out.append((clip * rng.uniform(0.1, 0.8) / peak).astype(np.float32))
+        grid = itertools.product(ESPEAK_ACCENTS, SYNTHETIC_VARIANTS, SYNTHETIC_WORDS)
+        for accent, variant, word in grid:
+            if len(out) == cfg.synthetic:
+                break
+            if rng.random() > 0.5:
+                continue
+            speed, pitch = int(rng.uniform(120, 200)), int(rng.uniform(20, 80))
+            options = ["-s", str(speed), "-p", str(pitch)]
+            try:
+                speak("espeak-ng", accent + variant, word, wav, options)
+            except subprocess.CalledProcessError:  # a variant this espeak-ng lacks
+                continue
+            clip = fit_window(read_audio(wav), 16_000)
+            peak = max(float(np.abs(clip).max()), 1e-6)
+            out.append((clip * rng.uniform(0.1, 0.8) / peak).astype(np.float32))
     if not out:
         raise ValueError("espeak-ng spoke none of the synthetic words")
     voices = np.stack(out)
