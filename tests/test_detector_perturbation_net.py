@@ -140,9 +140,15 @@ def test_the_trainer_writes_a_network_the_detector_loads(
         width=4,
         part="calibrate",
         synthetic=3,  # espeak-ng voices, in every family
+        deepfool=2,  # and DeepFool on the first two speaker clips
     )
     sets = make_sets(cfg)
+    deepfool = sets.pop("deepfool")
     assert set(sets) == set(FAMILIES) and all(v.shape == (15, 16_000) for v in sets.values())
+    # the examples that moved the twin's label: small perturbations of the first two clips
+    assert 1 <= len(deepfool) <= 2 and deepfool.shape[1:] == (16_000,)
+    assert all(max(np.corrcoef(d, c)[0, 1] for c in sets["fgsm"][:2]) > 0.9 for d in deepfool)
+    sets["deepfool"] = deepfool
     assert not np.allclose(sets["fgsm"], sets["pgd"])
     voices = sets["clean"][12:]
     assert np.all(np.abs(voices).max(axis=1) > 0.05)  # spoken words, not silence
@@ -154,5 +160,6 @@ def test_the_trainer_writes_a_network_the_detector_loads(
     card = out.with_suffix(".json").read_text()
     assert '"held_out_accuracy"' in card and '"n_clips": 12' in card and '"synthetic": 3' in card
     assert '"clean": 15' in card  # clips_per_family: the speakers' 12 and the 3 voices
+    assert f'"deepfool": {len(deepfool)}' in card and '"deepfool": 2' in card  # and its config
     detector = PerturbationNetDetector(net_path=out).fit(analyse_batch(clean[:4], classifier))
     assert np.all(np.isfinite(detector.anomaly_score(analyse_batch(clean[:4], classifier))))

@@ -1,7 +1,8 @@
 """Train guard's learned perturbation detector and write it to models/.
 
     python tools/train_perturbation_net.py [--data ../shared/data/speech_commands]
-        [--out models/perturbation_net.tflite] [--clips 8000] [--synthetic 1200] [--epochs 30]
+        [--out models/perturbation_net.tflite] [--clips 8000] [--synthetic 1200] [--deepfool 0]
+        [--epochs 30]
         [--seed 11] [--sets /tmp/net_sets.npz]
 
 Needs the ``train`` and ``redteam`` extras (TensorFlow, ART), and espeak-ng and sox for the
@@ -36,6 +37,9 @@ def main() -> None:
     parser.add_argument(
         "--synthetic", type=int, default=1200, help="at most this many espeak-ng clips (0: none)"
     )
+    parser.add_argument(
+        "--deepfool", type=int, default=0, help="speaker clips that also get ART's DeepFool"
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--clean-weight", type=float, default=5.0)
@@ -53,6 +57,7 @@ def main() -> None:
         model=args.model,
         n_clips=args.clips,
         synthetic=args.synthetic,
+        deepfool=args.deepfool,
         epochs=args.epochs,
         width=args.width,
         clean_weight=args.clean_weight,

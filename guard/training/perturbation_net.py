@@ -11,7 +11,10 @@ Per clip of ``n_clips``:
 - tone: a random tone in the evaluation's ranges (100-7900 Hz, 0.05-0.5 s, scale 0.05-0.3);
 - aliased: an ultrasonic tone (17-23 kHz) folded down by sampling without an anti-alias filter;
 - fgsm, pgd: ART's FGSM and PGD (20 steps) through the float twin of guard's model, with an
-  L-inf budget 24-34 dB below the clip (one draw per chunk of 256 clips).
+  L-inf budget 24-34 dB below the clip (one draw per chunk of 256 clips);
+- deepfool (when ``deepfool`` > 0): ART's DeepFool on the first ``deepfool`` clips, the
+  examples that change the twin's label: a minimal perturbation, 40-50 dB below the clip,
+  unlike the budgeted ones above.
 
 Plus up to ``synthetic`` clips of synthetic voices, in every family (``synthetic_voices``):
 espeak-ng saying words the evaluation never uses, with voice variants it never uses, in its
@@ -81,6 +84,9 @@ class NetConfig:
     """At most this many synthetic-voice clips (half of the accent x variant x word grid is
     drawn: ~1,080); 0 for none. Needs espeak-ng and sox."""
     synthetic_seed: int = 21
+    deepfool: int = 0
+    """The first this many speaker clips also get ART's DeepFool (family "deepfool"; ~0.5-1 s
+    per clip on 2 cores); 0 for none."""
     command_line: str = ""
 
 
@@ -94,7 +100,7 @@ def _shown(path: Path) -> str:
 
 def make_sets(cfg: NetConfig) -> dict[str, FloatArray]:
     """The five families of waveforms (n_clips + synthetic clips each), from training speakers
-    and synthetic voices."""
+    and synthetic voices, and "deepfool" when ``cfg.deepfool`` asks for it."""
     from guard.redteam.adversarial import art_classifier
     from guard.redteam.twin import load_twin
 
@@ -114,7 +120,25 @@ def make_sets(cfg: NetConfig) -> dict[str, FloatArray]:
         voice_rng = np.random.default_rng(cfg.synthetic_seed + 10)
         more = {"clean": voices, **perturbed(voices, voice_rng, art, cfg.snr_db)}
         sets = {f: np.concatenate([sets[f], more[f]]) for f in FAMILIES}
+    if cfg.deepfool > 0:
+        sets["deepfool"] = deepfool(x[: cfg.deepfool], art)
     return sets
+
+
+def deepfool(x: FloatArray, art: Any) -> FloatArray:
+    """ART's DeepFool on ``x``, the examples that change the twin's label."""
+    from guard.redteam.adversarial import generate
+
+    started = time.perf_counter()
+    parts = []
+    for lo in range(0, len(x), 256):
+        clean = x[lo : lo + 256]
+        adv = generate("deepfool", art, clean)
+        moved = art.predict(adv).argmax(axis=1) != art.predict(clean).argmax(axis=1)
+        parts.append(adv[moved])
+    out = np.concatenate(parts)
+    log.info("deepfool: %d of %d clips in %.0f s", len(out), len(x), time.perf_counter() - started)
+    return out
 
 
 def perturbed(
@@ -207,9 +231,10 @@ def train(cfg: NetConfig, sets: dict[str, FloatArray]) -> Path:
     import tensorflow as tf
 
     keras.utils.set_random_seed(cfg.seed)
-    x = np.concatenate([spectrograms(sets[f]) for f in FAMILIES])
+    families = list(sets)
+    x = np.concatenate([spectrograms(sets[f]) for f in families])
     y = np.concatenate(
-        [np.full(len(sets[f]), 0.0 if f == "clean" else 1.0, np.float32) for f in FAMILIES]
+        [np.full(len(sets[f]), 0.0 if f == "clean" else 1.0, np.float32) for f in families]
     )
     weight = np.where(y == 0, cfg.clean_weight * (y == 1).sum() / (y == 0).sum(), 1.0)
     order = np.random.default_rng(cfg.seed).permutation(len(x))
@@ -240,7 +265,7 @@ def train(cfg: NetConfig, sets: dict[str, FloatArray]) -> Path:
         "tone or an adversarial perturbation (guard/detectors/perturbation_net.py)",
         "input": "(batch, 49, 257) power spectrogram in dB under the clip's loudest cell, "
         "floored at -100 dB, mapped to [0, 1] (spectrogram_db)",
-        "families": list(FAMILIES),
+        "families": families,
         "data": "Speech Commands (Warden 2018, CC BY 4.0), training speakers only "
         "(guard/devdata.py part 'train'); background noise: head of each recording"
         + (
@@ -250,7 +275,7 @@ def train(cfg: NetConfig, sets: dict[str, FloatArray]) -> Path:
             else ""
         ),
         "config": {k: _shown(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "clips_per_family": {f: len(sets[f]) for f in FAMILIES},
+        "clips_per_family": {f: len(sets[f]) for f in families},
         "held_out_accuracy": {  # a tenth of the examples, at logit 0 (not the calibrated threshold)
             "clean": float(np.mean(logits[y[held] == 0] <= 0)),
             "perturbed": float(np.mean(logits[y[held] == 1] > 0)),
