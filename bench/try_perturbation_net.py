@@ -12,6 +12,11 @@ SNR >= 25 dB), tones, aliased tones and whistles on 400 clips, and the 857 calib
 with the network given each of ``--weights`` turns per round of the budget
 (``guard.fusion.calibrate_union``). Also: the network alone at 1 % and its AUROC per family.
 
+``--agreement`` also reports each weight with one more score in the union: the sum of the
+network's and the consistency detector's scores, each scaled by its clean tail
+(``guard.detectors.base.tail_model`` on the clean side), so that two detectors that are each
+just under their thresholds block together (a prototype: guard's runtime has no such score).
+
 Needs ``../shared/data`` and the ``redteam`` extra (the attacks: ~4 min on 2 cores, once;
 ``--cache`` keeps the audio).
 """
@@ -29,7 +34,7 @@ import numpy as np
 from guard.analysis import Analysis, analyse_batch
 from guard.classifier import CommandClassifier
 from guard.detectors import registry
-from guard.detectors.base import threshold_allowing
+from guard.detectors.base import tail_model, threshold_allowing
 from guard.detectors.perturbation_net import PerturbationNetDetector
 from guard.fusion import calibrate_union, union_fired
 from guard.manifest import write_manifest
@@ -61,12 +66,25 @@ def net_detector(path: Path, tmp: Path, clean: list[Analysis]) -> PerturbationNe
     return PerturbationNetDetector(net_path=copy).fit(clean)
 
 
+def agreement(scores: dict[str, np.ndarray], clean: dict[str, np.ndarray]) -> np.ndarray:
+    """The network's and the consistency detector's scores in units of their clean tails,
+    summed."""
+    total = np.zeros(len(scores[NAME]))
+    for name in (NAME, "consistency"):
+        median, scale = tail_model(clean[name], 1e-12)
+        total += (scores[name] - median) / scale
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--net", type=Path, action="append", default=None)
     parser.add_argument("--weights", default="1,2,3,4,6")
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--agreement", action="store_true", help="also with the network + consistency sum"
+    )
     args = parser.parse_args()
     import tempfile
 
@@ -108,9 +126,16 @@ def main() -> None:
             }
             print(f"\n{path}\n  alone at 1 %: {row['alone_at_1pct']}\n  AUROC: {row['auroc']}")
             names = [*(d.name for d in detectors), NAME]
+            if args.agreement:
+                for f in analyses:
+                    scores[f]["agreement"] = agreement(scores[f], scores["clean"])
             for w in (int(v) for v in args.weights.split(",")):
                 row["fused"][str(w)] = fused(names, {NAME: w})
                 print(f"  fused, weight {w}: {row['fused'][str(w)]}")
+                if args.agreement:
+                    row["fused_with_agreement"] = row.get("fused_with_agreement", {})
+                    row["fused_with_agreement"][str(w)] = fused([*names, "agreement"], {NAME: w})
+                    print(f"  + agreement, weight {w}: {row['fused_with_agreement'][str(w)]}")
             report[str(path)] = row
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
