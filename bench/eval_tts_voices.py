@@ -24,6 +24,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ UNKNOWN = ("seven", "house", "dog", "marvin", "happy")
 ESPEAK_VARIANTS = ("", "+f2", "+f4", "+m3")
 FLITE_VOICES = ("kal16", "awb", "rms", "slt")
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
+WORDS = COMMANDS + UNKNOWN
 
 
 def voices() -> list[tuple[str, str]]:
@@ -54,6 +56,25 @@ def voices() -> list[tuple[str, str]]:
     if shutil.which("text2wave") and shutil.which("sox"):
         out += [("festival", v) for v in FESTIVAL_VOICES]
     return out
+
+
+def spoken(
+    pairs: list[tuple[str, str]], rng: np.random.Generator
+) -> Iterator[tuple[str, str, str, np.ndarray, np.ndarray]]:
+    """(engine, voice, word, clip as synthesized, the clip in background noise) for every voice
+    and word: 1 s, at a peak drawn from 0.1-0.8, the noise as the "clean + background noise"
+    family's (the evaluate part's held-back tail)."""
+    noise = devdata.noise(DATA, "evaluate")
+    with tempfile.TemporaryDirectory() as tmp:
+        for engine, voice in pairs:
+            for word in WORDS:
+                path = Path(tmp) / "w.wav"
+                speak(engine, voice, word, path)
+                x = fit_window(read_audio(path), 16_000)
+                x = (x * rng.uniform(0.1, 0.8) / max(float(np.abs(x).max()), 1e-6)).astype(
+                    np.float32
+                )
+                yield engine, voice, word, x, devdata.add_noise(x[None, :], noise, rng, 0.3)[0]
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -83,36 +104,25 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     guard = Guard.from_config(args.config)
     guard.warm_up()
-    noise = devdata.noise(DATA, "evaluate")
-    words = COMMANDS + UNKNOWN
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for engine, voice in pairs:
-            for word in words:
-                path = Path(tmp) / "w.wav"
-                speak(engine, voice, word, path)
-                x = fit_window(read_audio(path), 16_000)
-                x = (x * rng.uniform(0.1, 0.8) / max(float(np.abs(x).max()), 1e-6)).astype(
-                    np.float32
-                )
-                noisy = devdata.add_noise(x[None, :], noise, rng, 0.3)[0]
-                for setting, clip in (("as synthesized", x), ("in background noise", noisy)):
-                    v = guard.check(clip, 16_000)
-                    expected = word if word in COMMANDS else UNKNOWN_LABEL
-                    rows.append(
-                        {
-                            "engine": engine,
-                            "voice": voice,
-                            "word": word,
-                            "setting": setting,
-                            "verdict": v.decision,
-                            "reasons": list(v.reasons),
-                            "label": v.label,
-                            "confidence": round(v.confidence, 4),
-                            "heard_right": v.label == expected,
-                        }
-                    )
-    result: dict[str, Any] = {"voices": len(pairs), "words": list(words), "settings": {}}
+    for engine, voice, word, x, noisy in spoken(pairs, rng):
+        for setting, clip in (("as synthesized", x), ("in background noise", noisy)):
+            v = guard.check(clip, 16_000)
+            expected = word if word in COMMANDS else UNKNOWN_LABEL
+            rows.append(
+                {
+                    "engine": engine,
+                    "voice": voice,
+                    "word": word,
+                    "setting": setting,
+                    "verdict": v.decision,
+                    "reasons": list(v.reasons),
+                    "label": v.label,
+                    "confidence": round(v.confidence, 4),
+                    "heard_right": v.label == expected,
+                }
+            )
+    result: dict[str, Any] = {"voices": len(pairs), "words": list(WORDS), "settings": {}}
     for setting in ("as synthesized", "in background noise"):
         mine = [r for r in rows if r["setting"] == setting]
         result["settings"][setting] = {

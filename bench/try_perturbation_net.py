@@ -16,6 +16,8 @@ with the network given each of ``--weights`` turns per round of the budget
 network's and the consistency detector's scores, each scaled by its clean tail
 (``guard.detectors.base.tail_model`` on the clean side), so that two detectors that are each
 just under their thresholds block together (a prototype: guard's runtime has no such score).
+``--tts`` adds bench/eval_tts_voices.py's synthetic voices (as synthesized, and in noise) as
+two more families: clean commands, so what is blocked there is a false block.
 
 Needs ``../shared/data`` and the ``redteam`` extra (the attacks: ~4 min on 2 cores, once;
 ``--cache`` keeps the audio).
@@ -58,6 +60,17 @@ def dev_sets(cache: Path | None, model: CommandClassifier) -> dict[str, np.ndarr
     return audio
 
 
+def tts_sets() -> dict[str, np.ndarray]:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from eval_tts_voices import spoken, voices
+
+    clips = list(spoken(voices(), np.random.default_rng(0)))
+    return {
+        "tts": np.stack([c[3] for c in clips]),
+        "tts in noise": np.stack([c[4] for c in clips]),
+    }
+
+
 def net_detector(path: Path, tmp: Path, clean: list[Analysis]) -> PerturbationNetDetector:
     """A fitted detector for a candidate file that may not sit under a manifest yet."""
     copy = tmp / path.name
@@ -85,13 +98,18 @@ def main() -> None:
     parser.add_argument(
         "--agreement", action="store_true", help="also with the network + consistency sum"
     )
+    parser.add_argument("--tts", action="store_true", help="also the synthetic voices")
     args = parser.parse_args()
     import tempfile
 
     model = CommandClassifier(ROOT / "models/commands.tflite")
     audio = dev_sets(args.cache, model)
+    if args.tts:
+        audio.update(tts_sets())
     analyses = {f: analyse_batch(x, model) for f, x in audio.items()}
-    detectors = [d for d in registry.load_state(ROOT / "models/detectors") if d.name != NAME]
+    # the state without its network and the agreement built on it: each candidate replaces them
+    shipped = registry.load_state(ROOT / "models/detectors")
+    detectors = [d for d in shipped if d.name not in (NAME, "agreement")]
     scores = {f: {d.name: d.anomaly_score(a) for d in detectors} for f, a in analyses.items()}
     fixed = {d.name: d.threshold() for d in detectors if d.fixed_threshold() is not None}
     n = {f: len(a) for f, a in analyses.items()}

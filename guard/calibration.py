@@ -82,12 +82,15 @@ def fit_and_calibrate(
     ``kept`` thresholds (``guard calibrate --keep-threshold``: the configured state's) are
     not recalibrated; what they block counts first, as a stated rule's does.
     """
-    detectors = []
+    detectors: list[Detector] = []
     scores = {}
     timings = {}
+    names = registry.in_running_order(names)
     for name in names:
         t0 = time.perf_counter()
-        detector = registry.make(name, **(options or {}).get(name, {})).fit(fit_set)
+        detector = registry.make(name, **(options or {}).get(name, {}))
+        registry.wire([*detectors, detector])  # agreement: the parts fitted before it
+        detector.fit(fit_set)
         scores[name] = detector.anomaly_score(calibration_set)
         timings[name] = round(time.perf_counter() - t0, 2)
         detectors.append(detector)

@@ -43,7 +43,7 @@ class DetectorSettings:
     """Fitted detector state (``guard calibrate --out`` writes a new one)."""
     enabled: tuple[str, ...] = (
         "spectral", "gmm", "strip", "activation", "consistency", "second_ear",
-        "second_ear_consistency", "perturbation_net",
+        "second_ear_consistency", "perturbation_net", "agreement",
     )  # fmt: skip
     """Detectors to run, by name."""
     second_ear_labels: tuple[str, ...] = ("go",)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -43,6 +43,7 @@ class Detector(ABC):
     """Turns per round in the fused calibration's share of the clean budget
     (``guard.fusion.calibrate_union``)."""
     threshold_: float
+    _last: tuple[list[Analysis], FloatArray] | None = None
 
     @abstractmethod
     def get_params(self) -> dict[str, Any]:
@@ -65,6 +66,7 @@ class Detector(ABC):
         """Fit on clean utterances; returns ``self``."""
         if not clean:
             raise ValueError(f"{self.name}: fit needs at least one clean utterance")
+        self._last = None  # scores remembered from before this fit are not this fit's
         self._fit(clean)
         fixed = self.fixed_threshold()
         if fixed is not None:  # a stated rule needs no calibration
@@ -86,6 +88,23 @@ class Detector(ABC):
 
     def predict(self, analyses: Sequence[Analysis]) -> npt.NDArray[np.int64]:
         return np.where(self.decision_function(analyses) < 0, -1, 1)
+
+    def _scores_once(
+        self, analyses: Sequence[Analysis], compute: Callable[[Sequence[Analysis]], FloatArray]
+    ) -> FloatArray:
+        """``compute(analyses)``, or what it gave for these very analyses (the same objects)
+        the last time: a detector that combines others' scores (guard.detectors.agreement)
+        reads them without running them a second time."""
+        last = self._last
+        if (
+            last is not None
+            and len(last[0]) == len(analyses)
+            and all(a is b for a, b in zip(last[0], analyses, strict=True))
+        ):
+            return last[1].copy()
+        scores = compute(analyses)
+        self._last = (list(analyses), scores.copy())
+        return scores
 
     def fixed_threshold(self) -> float | None:
         """A threshold set by the detector's own rule rather than calibrated (None: calibrate)."""

@@ -122,6 +122,9 @@ class ConsistencyDetector(Detector):
         )
 
     def anomaly_score(self, analyses: Sequence[Analysis]) -> FloatArray:
+        return self._scores_once(analyses, self._score)
+
+    def _score(self, analyses: Sequence[Analysis]) -> FloatArray:
         agreed = self.transformed_probabilities(analyses).mean(axis=1)
         original = np.stack([a.probabilities for a in analyses])
         return js_divergence(original, agreed)

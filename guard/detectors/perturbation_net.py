@@ -6,8 +6,8 @@ that moves under re-framing). Their misses are where the idea runs out: short to
 among a voice's low harmonics, and perturbations loud enough to survive every harmless
 transform (docs/DETECTION.md). This detector learns the difference from examples instead:
 ``tools/train_perturbation_net.py`` (the ``train`` and ``redteam`` extras) puts random tones,
-aliased ultrasonic tones, and ART's FGSM and PGD perturbations (through the float twin of
-guard's model) on clips of *training* speakers, beside the same speakers' clean clips half in
+aliased ultrasonic tones, and ART's FGSM, PGD and DeepFool perturbations (through the float
+twin of guard's model) on clips of *training* speakers, beside the same speakers' clean clips half in
 background noise, and trains a four-layer CNN on the power spectrogram the other detectors
 already share. It ships as ``models/perturbation_net.tflite`` with a card beside it
 (``perturbation_net.json``: what it was trained on), under ``models/manifest.json``.
@@ -112,6 +112,9 @@ class PerturbationNetDetector(Detector):
         self.net_sha256_ = hashlib.sha256(content).hexdigest()
 
     def anomaly_score(self, analyses: Sequence[Analysis]) -> FloatArray:
+        return self._scores_once(analyses, self._score)
+
+    def _score(self, analyses: Sequence[Analysis]) -> FloatArray:
         if not hasattr(self, "net_"):
             raise NotFittedError(f"{self.name}: call fit(clean analyses) before scoring")
         if not analyses:

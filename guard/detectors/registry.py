@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from guard.detectors.activation import ActivationDetector
-from guard.detectors.base import Detector
+from guard.detectors.agreement import AgreementDetector
+from guard.detectors.base import Detector, NotFittedError
 from guard.detectors.consistency import ConsistencyDetector
 from guard.detectors.gmm import GmmPcaDetector
 from guard.detectors.perturbation_net import PerturbationNetDetector
@@ -29,9 +30,11 @@ DETECTORS: dict[str, type[Detector]] = {
         SecondEarDetector,
         SecondEarConsistencyDetector,
         PerturbationNetDetector,
+        AgreementDetector,
     )
 }
-"""Every runtime detector, in the order they run."""
+"""Every runtime detector, in the order they run (a detector that combines others' scores
+after them)."""
 REPORT_NAME = "calibration.json"
 
 
@@ -42,6 +45,27 @@ def make(name: str, **options: Any) -> Detector:
     except KeyError:
         raise ModelError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}") from None
     return cls(**options)
+
+
+def in_running_order(names: Sequence[str]) -> list[str]:
+    """``names`` in the order of ``DETECTORS``; an unknown name is an error naming it."""
+    for name in names:
+        if name not in DETECTORS:
+            raise ModelError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+    order = list(DETECTORS)
+    return sorted(dict.fromkeys(names), key=order.index)
+
+
+def wire(detectors: Sequence[Detector]) -> None:
+    """Give each detector that combines others' scores (``agreement``) its parts from the
+    same set; a set that lacks one is an error naming it."""
+    by_name = {d.name: d for d in detectors}
+    for d in detectors:
+        if isinstance(d, AgreementDetector):
+            try:
+                d.use_parts(by_name)
+            except NotFittedError as exc:
+                raise ModelError(str(exc)) from None
 
 
 def save(directory: Path, detectors: Sequence[Detector], report: dict[str, Any]) -> None:
@@ -56,11 +80,10 @@ def save(directory: Path, detectors: Sequence[Detector], report: dict[str, Any])
 
 
 def load(directory: Path, names: Sequence[str]) -> list[Detector]:
-    """Load the named detectors from ``directory``, each checked against its manifest."""
+    """Load the named detectors from ``directory``, each checked against its manifest, in
+    running order."""
     out = []
-    for name in names:
-        if name not in DETECTORS:
-            raise ModelError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+    for name in in_running_order(names):
         path = directory / f"{name}.npz"
         if not path.is_file():
             raise ModelError(
@@ -68,6 +91,7 @@ def load(directory: Path, names: Sequence[str]) -> list[Detector]:
                 "guard, or for other detectors.enabled); run guard calibrate again"
             )
         out.append(DETECTORS[name].load(path))
+    wire(out)
     return out
 
 
