@@ -1,14 +1,14 @@
 """Train guard's learned perturbation detector and write it to models/.
 
     python tools/train_perturbation_net.py [--data ../shared/data/speech_commands]
-        [--out models/perturbation_net.tflite] [--clips 8000] [--synthetic 1200] [--deepfool 0]
-        [--epochs 30]
+        [--out models/perturbation_net.tflite] [--clips 8000] [--synthetic 1200]
+        [--deepfool 3000] [--epochs 30]
         [--seed 11] [--sets /tmp/net_sets.npz]
 
 Needs the ``train`` and ``redteam`` extras (TensorFlow, ART), and espeak-ng and sox for the
-synthetic voices (``--synthetic 0`` for none). ~16 min for the examples and ~20 min of
-training on 2 cores; ``--sets`` keeps the waveforms (a re-run with
-other training settings skips the attacks). Then refit the detector state
+synthetic voices (``--synthetic 0`` for none). ~12 min for the tones, FGSM and PGD, ~30 min
+for the DeepFool (``--deepfool 0`` for none) and ~20 min of training on 2 cores; ``--sets``
+keeps the waveforms (a re-run with other training settings skips the attacks). Then refit the detector state
 (``python tools/build_detectors.py``) so its thresholds see the new network.
 See guard/training/perturbation_net.py for what it is trained on.
 """
@@ -38,7 +38,7 @@ def main() -> None:
         "--synthetic", type=int, default=1200, help="at most this many espeak-ng clips (0: none)"
     )
     parser.add_argument(
-        "--deepfool", type=int, default=0, help="speaker clips that also get ART's DeepFool"
+        "--deepfool", type=int, default=3000, help="speaker clips that also get ART's DeepFool"
     )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--width", type=int, default=16)

@@ -7,8 +7,8 @@ among a voice's low harmonics, and perturbations loud enough to survive every ha
 transform (docs/DETECTION.md). This detector learns the difference from examples instead:
 ``tools/train_perturbation_net.py`` (the ``train`` and ``redteam`` extras) puts random tones,
 aliased ultrasonic tones, and ART's FGSM, PGD and DeepFool perturbations (through the float
-twin of guard's model) on clips of *training* speakers, beside the same speakers' clean clips half in
-background noise, and trains a four-layer CNN on the power spectrogram the other detectors
+twin of guard's model) on clips of *training* speakers, beside the same speakers' clean clips
+half in background noise, and trains a four-layer CNN on the power spectrogram the other detectors
 already share. It ships as ``models/perturbation_net.tflite`` with a card beside it
 (``perturbation_net.json``: what it was trained on), under ``models/manifest.json``.
 
