@@ -131,3 +131,25 @@ def test_it_needs_both_parts_and_persists_as_arrays(
     # in the verdict like any detector: its score and threshold, by name
     verdict = Guard(analyses[0].model, loaded).decide(analyses[0], 0.0)
     assert "agreement" in verdict.scores and verdict.thresholds["agreement"] == 3.0
+
+
+def test_a_failing_part_blocks_with_both_named(
+    analyses: list[Analysis], parts: list[ConsistencyDetector | PerturbationNetDetector]
+) -> None:
+    """Fail closed: a part that raises takes the agreement down with it, and the utterance is
+    blocked with reason ``error``, both named."""
+
+    class Failing(ConsistencyDetector):
+        def _score(self, analyses: Sequence[Analysis]) -> FloatArray:
+            raise FloatingPointError("transforms blew up")
+
+    failing = Failing().fit(analyses)
+    failing.threshold_ = 0.1
+    agreement = AgreementDetector()
+    registry.wire([failing, parts[1], agreement])
+    agreement.median_, agreement.scale_ = np.zeros(2), np.ones(2)
+    agreement.threshold_ = 3.0
+    verdict = Guard(analyses[0].model, [failing, parts[1], agreement]).decide(analyses[0], 0.0)
+    assert verdict.decision == "block" and "error" in verdict.reasons
+    assert set(verdict.errors) == {"consistency", "agreement"}
+    assert "transforms blew up" in verdict.errors["agreement"]
