@@ -145,13 +145,13 @@ def main() -> None:
             print(f"\n{path}\n  alone at 1 %: {row['alone_at_1pct']}\n  AUROC: {row['auroc']}")
             names = [*(d.name for d in detectors), NAME]
             if args.agreement:
+                row["fused_with_agreement"] = {}
                 for f in analyses:
                     scores[f]["agreement"] = agreement(scores[f], scores["clean"])
             for w in (int(v) for v in args.weights.split(",")):
                 row["fused"][str(w)] = fused(names, {NAME: w})
                 print(f"  fused, weight {w}: {row['fused'][str(w)]}")
                 if args.agreement:
-                    row["fused_with_agreement"] = row.get("fused_with_agreement", {})
                     row["fused_with_agreement"][str(w)] = fused([*names, "agreement"], {NAME: w})
                     print(f"  + agreement, weight {w}: {row['fused_with_agreement'][str(w)]}")
             report[str(path)] = row

@@ -47,12 +47,20 @@ def parts(analyses: list[Analysis]) -> list[ConsistencyDetector | PerturbationNe
     return [CountingConsistency().fit(analyses), net]
 
 
-def test_the_score_is_the_sum_of_the_parts_in_clean_tail_units(
+@pytest.fixture(scope="module")
+def agreement(
     analyses: list[Analysis], parts: list[ConsistencyDetector | PerturbationNetDetector]
+) -> AgreementDetector:
+    fitted = AgreementDetector()
+    registry.wire([*parts, fitted])
+    return fitted.fit(analyses)
+
+
+def test_the_score_is_the_sum_of_the_parts_in_clean_tail_units(
+    analyses: list[Analysis],
+    parts: list[ConsistencyDetector | PerturbationNetDetector],
+    agreement: AgreementDetector,
 ) -> None:
-    agreement = AgreementDetector()
-    registry.wire([*parts, agreement])
-    agreement.fit(analyses)
     consistency, net = (p.anomaly_score(analyses) for p in parts)
     expected = np.zeros(len(analyses))
     for s in (net, consistency):  # AgreementDetector.parts order
@@ -64,11 +72,10 @@ def test_the_score_is_the_sum_of_the_parts_in_clean_tail_units(
 
 
 def test_it_reads_the_parts_scores_instead_of_running_them_again(
-    analyses: list[Analysis], parts: list[ConsistencyDetector | PerturbationNetDetector]
+    analyses: list[Analysis],
+    parts: list[ConsistencyDetector | PerturbationNetDetector],
+    agreement: AgreementDetector,
 ) -> None:
-    agreement = AgreementDetector()
-    registry.wire([*parts, agreement])
-    agreement.fit(analyses)
     consistency = parts[0]
     batch = analyses[:3]
     CountingConsistency.computed = 0
@@ -85,15 +92,12 @@ def test_it_reads_the_parts_scores_instead_of_running_them_again(
 
 def test_an_adversarial_example_scores_above_the_clean_clips(
     analyses: list[Analysis],
-    parts: list[ConsistencyDetector | PerturbationNetDetector],
+    agreement: AgreementDetector,
     classifier: CommandClassifier,
 ) -> None:
     from guard.redteam.adversarial import art_classifier, generate
     from guard.redteam.twin import load_twin
 
-    agreement = AgreementDetector()
-    registry.wire([*parts, agreement])
-    agreement.fit(analyses)
     x = _clean_clips()[:16]
     art = art_classifier(load_twin(MODELS / "commands.tflite", logits=True))
     x_adv = generate("fgsm", art, x, snr_target_db=20.0)
@@ -105,15 +109,13 @@ def test_an_adversarial_example_scores_above_the_clean_clips(
 def test_it_needs_both_parts_and_persists_as_arrays(
     analyses: list[Analysis],
     parts: list[ConsistencyDetector | PerturbationNetDetector],
+    agreement: AgreementDetector,
     tmp_path: Path,
 ) -> None:
     with pytest.raises(ModelError, match="needs perturbation_net and consistency"):
         registry.wire([parts[0], AgreementDetector()])
     with pytest.raises(NotFittedError):
         AgreementDetector().anomaly_score(analyses[:1])
-    agreement = AgreementDetector()
-    registry.wire([*parts, agreement])
-    agreement.fit(analyses)
     agreement.threshold_ = 3.0
     net = parts[1]
     net.threshold_ = 1.0

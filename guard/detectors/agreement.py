@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from guard.analysis import Analysis
 from guard.detectors.base import Detector, FloatArray, NotFittedError, tail_model
+from guard.errors import ModelError
 
 
 class AgreementDetector(Detector):
@@ -41,7 +42,7 @@ class AgreementDetector(Detector):
         """The fitted detectors whose scores this one adds (by name)."""
         missing = [p for p in self.parts if p not in detectors]
         if missing:
-            raise NotFittedError(
+            raise ModelError(
                 f"{self.name}: needs {' and '.join(self.parts)} in the same state "
                 f"(detectors.enabled lacks {', '.join(missing)})"
             )

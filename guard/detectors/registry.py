@@ -9,7 +9,7 @@ from typing import Any
 
 from guard.detectors.activation import ActivationDetector
 from guard.detectors.agreement import AgreementDetector
-from guard.detectors.base import Detector, NotFittedError
+from guard.detectors.base import Detector
 from guard.detectors.consistency import ConsistencyDetector
 from guard.detectors.gmm import GmmPcaDetector
 from guard.detectors.perturbation_net import PerturbationNetDetector
@@ -62,10 +62,7 @@ def wire(detectors: Sequence[Detector]) -> None:
     by_name = {d.name: d for d in detectors}
     for d in detectors:
         if isinstance(d, AgreementDetector):
-            try:
-                d.use_parts(by_name)
-            except NotFittedError as exc:
-                raise ModelError(str(exc)) from None
+            d.use_parts(by_name)
 
 
 def save(directory: Path, detectors: Sequence[Detector], report: dict[str, Any]) -> None:
