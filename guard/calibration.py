@@ -74,29 +74,35 @@ def fit_and_calibrate(
     names: Sequence[str],
     target_false_block: float,
     options: dict[str, dict[str, Any]] | None = None,
-    kept: dict[str, float] | None = None,
+    kept: dict[str, Detector] | None = None,
 ) -> tuple[list[Detector], dict[str, Any]]:
     """Fit each named detector on ``fit_set``; set the union thresholds on ``calibration_set``.
 
     ``options`` maps a detector name to its constructor arguments (see ``detector_options``).
-    ``kept`` thresholds (``guard calibrate --keep-threshold``: the configured state's) are
-    not recalibrated; what they block counts first, as a stated rule's does.
+    ``kept`` detectors (``guard calibrate --keep-threshold``: the configured state's, fitted)
+    are neither refitted nor recalibrated; what they block counts first, as a stated rule's
+    does.
     """
+    kept = kept or {}
     detectors: list[Detector] = []
     scores = {}
     timings = {}
     names = registry.in_running_order(names)
     for name in names:
         t0 = time.perf_counter()
-        detector = registry.make(name, **(options or {}).get(name, {}))
+        if name in kept:
+            detector = kept[name]
+        else:
+            detector = registry.make(name, **(options or {}).get(name, {}))
         registry.wire([*detectors, detector])  # agreement: the parts fitted before it
-        detector.fit(fit_set)
+        if name not in kept:
+            detector.fit(fit_set)
         scores[name] = detector.anomaly_score(calibration_set)
         timings[name] = round(time.perf_counter() - t0, 2)
         detectors.append(detector)
         log.info("fitted %s in %.1f s", name, timings[name])
     fixed = {d.name: t for d in detectors if (t := d.fixed_threshold()) is not None}
-    fixed.update(kept or {})
+    fixed.update({name: detector.threshold() for name, detector in kept.items()})
     weights = {d.name: d.budget_weight for d in detectors}
     thresholds = calibrate_union(scores, target_false_block, fixed, weights)
     for detector in detectors:
@@ -108,7 +114,7 @@ def fit_and_calibrate(
         "per_detector_false_block": {n: float(np.mean(scores[n] > thresholds[n])) for n in names},
         "thresholds": thresholds,
         "budget_weights": {n: w for n, w in weights.items() if w != 1},
-        "kept_thresholds": sorted(kept or {}),
+        "kept_thresholds": sorted(kept),
         "fit_utterances": len(fit_set),
         "calibration_utterances": len(calibration_set),
         "fit_seconds": timings,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from guard.classifier import CommandClassifier
     from guard.config import Settings
+    from guard.detectors.base import Detector
 
 log = logging.getLogger("guard")
 
@@ -348,9 +349,9 @@ def _add_calibrate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         action="append",
         default=[],
         metavar="DETECTOR",
-        help="keep this detector's threshold from the configured state instead of "
-        "recalibrating it (repeatable; e.g. consistency, to keep guard's view of adversarial "
-        "perturbations when your voices move the model's prediction)",
+        help="keep this detector, fitted state and threshold, from the configured state instead "
+        "of refitting and recalibrating it (repeatable; e.g. consistency, to keep guard's view "
+        "of adversarial perturbations when your voices move the model's prediction)",
     )
     p.set_defaults(func=_cmd_calibrate)
 
@@ -364,7 +365,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         raise GuardError(f"--target-false-block must be in [0, 1), got {args.target_false_block}")
     settings = _settings(args.config)
     model = CommandClassifier(args.model or settings.model.path, num_threads=settings.model.threads)
-    kept = _kept_thresholds(args.keep_threshold, settings, model)
+    kept = _kept_detectors(args.keep_threshold, settings, model)
     paths = calibration.list_audio(args.directories)
     where = ", ".join(str(d) for d in args.directories)
     if len(paths) < 10:
@@ -404,11 +405,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 1 if errors or more else 0
 
 
-def _kept_thresholds(
+def _kept_detectors(
     names: list[str], settings: Settings, model: CommandClassifier
-) -> dict[str, float]:
-    """The configured state's thresholds for ``--keep-threshold``: only from a state fitted for
-    the same model, and only for enabled detectors."""
+) -> dict[str, Detector]:
+    """The configured state's detectors for ``--keep-threshold``, fitted state and threshold
+    (a threshold means something only with the parameters and state it was set for: a
+    consistency state from before the retreat scores the divergence alone): only from a state
+    fitted for the same model, and only for enabled detectors."""
     if not names:
         return {}
     from guard.detectors import registry
@@ -426,7 +429,11 @@ def _kept_thresholds(
             f"--keep-threshold: {state_dir} was fitted for another model than "
             f"{model.model_path}; there is no threshold to keep"
         )
-    return {name: float(report["thresholds"][name]) for name in names}
+    state = {d.name: d for d in registry.load_state(state_dir)}
+    missing = [n for n in names if n not in state]
+    if missing:
+        raise GuardError(f"--keep-threshold: {state_dir} has no {', '.join(missing)}")
+    return {name: state[name] for name in names}
 
 
 def _add_review(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

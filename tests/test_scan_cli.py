@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from guard.classifier import CommandClassifier
+from guard.detectors.consistency import ConsistencyDetector
 from guard.detectors.second_ear import SecondEarDetector
 from guard.detectors.strip import StripDetector
 from guard.manifest import verified_bytes
@@ -142,8 +146,9 @@ def test_calibrate_reads_every_folder_given(tmp_path: Path) -> None:
 
 
 def test_calibrate_keeps_a_configured_threshold(tmp_path: Path) -> None:
-    """``--keep-threshold consistency`` leaves that threshold as the configured state has it
-    and recalibrates the others around it."""
+    """``--keep-threshold consistency`` keeps that detector as the configured state has it
+    (its threshold and the clean tails its score is scaled by) and recalibrates the others
+    around it."""
     out = tmp_path / "kept"
     result = guard(
         "calibrate", DATA / "wav", "--out", out, "--target-false-block", "0.1",
@@ -155,6 +160,17 @@ def test_calibrate_keeps_a_configured_threshold(tmp_path: Path) -> None:
     assert report["thresholds"]["consistency"] == shipped["thresholds"]["consistency"]
     assert report["kept_thresholds"] == ["consistency"]
     assert report["thresholds"]["spectral"] != shipped["thresholds"]["spectral"]
+    with (
+        np.load(io.BytesIO(verified_bytes(out / "consistency.npz"))) as mine,
+        np.load(io.BytesIO(verified_bytes(MODELS / "detectors" / "consistency.npz"))) as theirs,
+    ):
+        assert sorted(mine.files) == sorted(theirs.files)
+        for key in mine.files:
+            if key != "__params__":  # a state from before the retreat is saved with its weight
+                np.testing.assert_array_equal(mine[key], theirs[key])
+    kept = ConsistencyDetector.load(out / "consistency.npz")
+    configured = ConsistencyDetector.load(MODELS / "detectors" / "consistency.npz")
+    assert kept.get_params() == configured.get_params()
 
 
 def test_calibrate_keep_threshold_errors_are_one_line(tmp_path: Path) -> None:

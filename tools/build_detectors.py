@@ -2,16 +2,20 @@
 
     python tools/build_detectors.py [--data ../shared/data/speech_commands]
         [--model models/commands.tflite] [--out models/detectors] [--config config.yaml]
+        [--option DETECTOR.PARAM=JSON ...]
 
 Detectors are fitted on clips of training speakers (half of them mixed with background noise),
 and the fused thresholds are calibrated to a 1% clean false-block rate on the "calibrate" half
 of the validation speakers (half mixed with held-back noise). The "evaluate" half is never used
-here: bench/eval_detection.py reports on it.
+here: bench/eval_detection.py reports on it. ``--option`` sets one detector constructor
+parameter for a trial state (``--option consistency.retreat_weight=0.2 --out /tmp/w02``;
+bench/compare_states.py compares states on a dev set).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -49,6 +53,13 @@ def main() -> None:
         default=ROOT / "config.yaml",
         help="detectors, reference model and actions to fit for",
     )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="DETECTOR.PARAM=JSON",
+        help="a detector constructor parameter (repeatable)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     rng = np.random.default_rng(args.seed)
@@ -69,6 +80,12 @@ def main() -> None:
     settings = load_settings(args.config)
     names = settings.detectors.enabled
     options = detector_options(settings)
+    for option in args.option:
+        target, _, value = option.partition("=")
+        detector, _, param = target.partition(".")
+        if not (detector and param and value):
+            parser.error(f"--option {option}: expected DETECTOR.PARAM=JSON")
+        options.setdefault(detector, {})[param] = json.loads(value)
     detectors, report = fit_and_calibrate(fit_set, cal_set, names, args.target_false_block, options)
     report["data"] = (
         "Speech Commands (Warden 2018, CC BY 4.0): fit on training speakers, "
@@ -77,8 +94,11 @@ def main() -> None:
     command = ["python tools/build_detectors.py"]
     for key, value in vars(args).items():
         if value != parser.get_default(key):
-            shown = _shown(value) if isinstance(value, Path) else value
-            command.append(f"--{key.replace('_', '-')} {shown}")
+            flag = f"--{key.replace('_', '-')}"
+            if isinstance(value, list):
+                command.extend(f"{flag} {v}" for v in value)
+            else:
+                command.append(f"{flag} {_shown(value) if isinstance(value, Path) else value}")
     report["command"] = " ".join(command)
     registry.save(args.out, detectors, report)
     print(report)

@@ -42,6 +42,8 @@ class Detector(ABC):
     budget_weight: ClassVar[int] = 1
     """Turns per round in the fused calibration's share of the clean budget
     (``guard.fusion.calibrate_union``)."""
+    saved_before: ClassVar[dict[str, Any]] = {}
+    """Parameters a state saved before they existed had in effect (``load`` fills them in)."""
     threshold_: float
     _last: tuple[list[Analysis], FloatArray] | None = None
 
@@ -130,7 +132,7 @@ class Detector(ABC):
         try:
             with np.load(io.BytesIO(verified_bytes(path)), allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
-            params = json.loads(str(arrays.pop("__params__")))
+            params = cls.saved_before | json.loads(str(arrays.pop("__params__")))
             threshold = float(arrays.pop("__threshold__"))
             detector = cls(**params)
             detector._set_fitted_arrays(arrays)

@@ -201,7 +201,7 @@ class SecondEarConsistencyDetector(_ReferenceEar):
     ) -> None:
         super().__init__(labels, reference)
         self.seed = seed
-        self._consistency = ConsistencyDetector(seed=seed)
+        self._consistency = ConsistencyDetector(seed=seed, retreat_weight=0.0)  # JS alone
 
     def get_params(self) -> dict[str, Any]:
         return {"labels": list(self.labels), "seed": self.seed}
