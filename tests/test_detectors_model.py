@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from guard.analysis import analyse_batch
+from guard.analysis import Analysis, analyse_batch
 from guard.audio import fit_window, read_audio
 from guard.calibration import detector_options
 from guard.classifier import CommandClassifier
@@ -194,3 +194,12 @@ def test_consistency_fires_on_deepfool(classifier: CommandClassifier, clean: np.
     fooled = [b for a, b, q in zip(before, after, quiet, strict=True) if a.label != b.label and q]
     assert len(fooled) >= 8
     assert np.mean(detector.predict(fooled) == -1) >= 0.75
+
+    # the retreat: the transforms take back most of the small lead DeepFool stops at
+    from guard.detectors.consistency import retreat
+
+    def retreats(batch: list[Analysis]) -> np.ndarray:
+        agreed = detector.transformed_probabilities(batch).mean(axis=1)
+        return retreat(np.stack([a.probabilities for a in batch]), agreed, 0.05)
+
+    assert np.median(retreats(fooled)) > np.quantile(retreats(analyses), 0.9)
