@@ -26,10 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from try_perturbation_net import ROOT, dev_sets, tts_sets
+from try_perturbation_net import dev_analyses
 
-from guard.analysis import analyse_batch
-from guard.classifier import CommandClassifier
 from guard.detectors import registry
 from guard.fusion import union_fired
 
@@ -41,11 +39,7 @@ def main() -> None:
     parser.add_argument("--tts", action="store_true", help="also the synthetic voices")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    model = CommandClassifier(ROOT / "models/commands.tflite")
-    audio = dev_sets(args.cache, model)
-    if args.tts:
-        audio.update(tts_sets())
-    analyses = {f: analyse_batch(x, model) for f, x in audio.items()}
+    analyses = dev_analyses(args.cache, args.tts)
     report: dict[str, Any] = {"n": {f: len(a) for f, a in analyses.items()}}
     for state in args.state:
         detectors = registry.load_state(state)

@@ -71,6 +71,16 @@ def tts_sets() -> dict[str, np.ndarray]:
     }
 
 
+def dev_analyses(cache: Path | None, tts: bool) -> dict[str, list[Analysis]]:
+    """The shipped model's analyses of the dev set (and of the synthetic voices with ``tts``),
+    per family."""
+    model = CommandClassifier(ROOT / "models/commands.tflite")
+    audio = dev_sets(cache, model)
+    if tts:
+        audio.update(tts_sets())
+    return {f: analyse_batch(x, model) for f, x in audio.items()}
+
+
 def net_detector(path: Path, tmp: Path, clean: list[Analysis]) -> PerturbationNetDetector:
     """A fitted detector for a candidate file that may not sit under a manifest yet."""
     copy = tmp / path.name
@@ -102,11 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     import tempfile
 
-    model = CommandClassifier(ROOT / "models/commands.tflite")
-    audio = dev_sets(args.cache, model)
-    if args.tts:
-        audio.update(tts_sets())
-    analyses = {f: analyse_batch(x, model) for f, x in audio.items()}
+    analyses = dev_analyses(args.cache, args.tts)
     # the state without its network and the agreement built on it: each candidate replaces them
     shipped = registry.load_state(ROOT / "models/detectors")
     detectors = [d for d in shipped if d.name not in (NAME, "agreement")]
