@@ -113,6 +113,7 @@ def fit_and_calibrate(
         "calibration_false_block": union_false_block(scores, thresholds),
         "per_detector_false_block": {n: float(np.mean(scores[n] > thresholds[n])) for n in names},
         "thresholds": thresholds,
+        "params": {d.name: d.get_params() for d in detectors},
         "budget_weights": {n: w for n, w in weights.items() if w != 1},
         "kept_thresholds": sorted(kept),
         "fit_utterances": len(fit_set),
@@ -145,20 +146,28 @@ def against_state(
             n: float(np.mean(s > thresholds[n])) for n, s in scores.items()
         },
         "thresholds": thresholds,
+        "params": {d.name: d.get_params() for d in detectors},
     }
 
 
 def comparison_lines(report: dict[str, Any]) -> list[str]:
     """Two lines for the owner: what the configured state blocked of these recordings, and
-    each threshold beside the configured one (a higher threshold fires on less)."""
+    each threshold beside the configured one (a higher threshold fires on less; a detector
+    whose parameters differ scores something else, and the pair says so)."""
     old = report.get("configured_state")
     if not old:
         return []
     fired = ", ".join(
         f"{n} {share:.1%}" for n, share in old["per_detector_false_block"].items() if share > 0
     )
+    new_params, old_params = report.get("params", {}), old.get("params", {})
+
+    def other_score(name: str) -> str:
+        differs = new_params.get(name) != old_params.get(name)
+        return ", another score: other parameters" if differs else ""
+
     pairs = ", ".join(
-        f"{n} {t:.3g} ({old['thresholds'][n]:.3g})"
+        f"{n} {t:.3g} ({old['thresholds'][n]:.3g}{other_score(n)})"
         for n, t in report["thresholds"].items()
         if n in old["thresholds"] and t != old["thresholds"][n]
     )

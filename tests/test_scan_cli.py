@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,39 @@ def test_calibrate_keeps_a_configured_threshold(tmp_path: Path) -> None:
     kept = ConsistencyDetector.load(out / "consistency.npz")
     configured = ConsistencyDetector.load(MODELS / "detectors" / "consistency.npz")
     assert kept.get_params() == configured.get_params()
+
+
+def test_calibrate_says_when_a_configured_threshold_is_for_another_score(tmp_path: Path) -> None:
+    """A configured state from before the consistency detector's retreat: its threshold is on
+    the divergence alone, and the comparison line says the two are different scores."""
+    import shutil
+
+    from guard.manifest import write_manifest
+
+    state = tmp_path / "older"
+    state.mkdir()
+    for name in ("spectral.npz", "calibration.json"):
+        shutil.copy(MODELS / "detectors" / name, state / name)
+    with np.load(io.BytesIO(verified_bytes(MODELS / "detectors" / "consistency.npz"))) as shipped:
+        noise = shipped["noise"]
+    np.savez(
+        state / "consistency.npz",
+        noise=noise,
+        __params__=np.array(json.dumps({"noise_snr_db": 20.0, "floor_db": 40.0, "seed": 0})),
+        __threshold__=np.array(0.0983),
+    )
+    write_manifest(state, ["spectral.npz", "calibration.json", "consistency.npz"])
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"detectors:\n  state_dir: {state}\n  enabled: [spectral, consistency]\n")
+    out = tmp_path / "new"
+    result = guard("calibrate", DATA / "wav", "--out", out, "--config", cfg)
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("thresholds, new"))
+    assert "(0.0983, another score: other parameters)" in line
+    assert re.search(r"spectral [\d.]+ \([\d.]+\),", line)  # same parameters: no remark
+    report = json.loads(verified_bytes(out / "calibration.json"))
+    assert report["params"]["consistency"]["retreat_weight"] == 0.05
+    assert report["configured_state"]["params"]["consistency"]["retreat_weight"] == 0.0
 
 
 def test_calibrate_keep_threshold_errors_are_one_line(tmp_path: Path) -> None:
