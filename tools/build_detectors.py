@@ -83,9 +83,13 @@ def main() -> None:
     for option in args.option:
         target, _, value = option.partition("=")
         detector, _, param = target.partition(".")
-        if not (detector and param and value):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--option {option}: {value!r} is not JSON")
+        if not (detector and param):
             parser.error(f"--option {option}: expected DETECTOR.PARAM=JSON")
-        options.setdefault(detector, {})[param] = json.loads(value)
+        options.setdefault(detector, {})[param] = parsed
     detectors, report = fit_and_calibrate(fit_set, cal_set, names, args.target_false_block, options)
     report["data"] = (
         "Speech Commands (Warden 2018, CC BY 4.0): fit on training speakers, "

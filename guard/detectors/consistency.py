@@ -77,11 +77,9 @@ def retreat(
     ``agreed``, over that label's margin in ``original`` (top minus second) + ``margin_floor``."""
     p = np.asarray(original, np.float64)
     q = np.asarray(agreed, np.float64)
-    rows = np.arange(len(p))
-    top = p.argmax(axis=-1)
     ranked = np.sort(p, axis=-1)
-    margin = ranked[:, -1] - ranked[:, -2]
-    return np.asarray((p[rows, top] - q[rows, top]) / (margin + margin_floor), np.float64)
+    fall = ranked[:, -1] - q[np.arange(len(p)), p.argmax(axis=-1)]
+    return np.asarray(fall / (ranked[:, -1] - ranked[:, -2] + margin_floor), np.float64)
 
 
 def shifted(samples: npt.NDArray[np.float32], shift: int) -> npt.NDArray[np.float32]:
