@@ -42,7 +42,7 @@ class DetectorSettings:
     state_dir: Path = Path("models/detectors")
     """Fitted detector state (``guard calibrate --out`` writes a new one)."""
     enabled: tuple[str, ...] = (
-        "spectral", "gmm", "strip", "activation", "consistency", "second_ear",
+        "spectral", "steady_tone", "gmm", "strip", "activation", "consistency", "second_ear",
         "second_ear_consistency", "perturbation_net", "agreement",
     )  # fmt: skip
     """Detectors to run, by name."""

@@ -6,7 +6,9 @@ each detector in turn is allowed one more clean utterance above its threshold, a
 union stays within the target (round robin, so the budget is shared evenly and what one
 detector's extra block costs is only counted once when detectors agree).
 A detector may ask for more turns per round (``weights``: the learned perturbation detector,
-trained on the very attack families the thresholds are for, takes six; docs/DETECTION.md).
+trained on the very attack families the thresholds are for, takes six; docs/DETECTION.md), or
+none (``steady_tone``: its threshold stays at its highest clean score, so it adds what it
+catches above everything clean it saw and costs the others nothing).
 An OR of per-detector thresholds keeps every block explainable in the audit log. A detector
 with a fixed threshold (the second ear's "guard's own model gives the command under 5 %")
 takes its share first, whatever it costs.

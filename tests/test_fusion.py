@@ -95,3 +95,19 @@ def test_a_weighted_detector_gets_that_many_turns_per_round() -> None:
     assert blocked["net"] >= 2.5 * max(blocked["a"], blocked["b"])
     assert int(np.sum(scores["net"] > even["net"])) < blocked["net"]
     assert calibrate_union(scores, 0.01, weights={"net": 1}) == even
+
+
+def test_a_detector_with_no_turns_sits_at_its_highest_clean_score() -> None:
+    rng = np.random.default_rng(5)
+    scores = {
+        "a": rng.normal(size=2000),
+        "b": rng.normal(size=2000),
+        "add_on": rng.normal(size=2000),
+    }
+    thresholds = calibrate_union(scores, 0.01, weights={"add_on": 0})
+    assert thresholds["add_on"] == scores["add_on"].max()
+    # the others share the whole budget, as if it were not there
+    assert thresholds == {
+        **calibrate_union({k: scores[k] for k in "ab"}, 0.01),
+        "add_on": thresholds["add_on"],
+    }

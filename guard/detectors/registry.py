@@ -15,6 +15,7 @@ from guard.detectors.gmm import GmmPcaDetector
 from guard.detectors.perturbation_net import PerturbationNetDetector
 from guard.detectors.second_ear import SecondEarConsistencyDetector, SecondEarDetector
 from guard.detectors.spectral import SpectralTriggerDetector
+from guard.detectors.steady_tone import SteadyToneDetector
 from guard.detectors.strip import StripDetector
 from guard.errors import ModelError
 from guard.manifest import read_manifest, verified_bytes, write_manifest
@@ -23,6 +24,7 @@ DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls
     for cls in (
         SpectralTriggerDetector,
+        SteadyToneDetector,
         GmmPcaDetector,
         StripDetector,
         ActivationDetector,

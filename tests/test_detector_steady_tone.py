@@ -1,0 +1,131 @@
+"""The steady-tone detector: a sine's phase advances by the same angle every hop; a voice's
+harmonics and noise do not. Synthetic signals for the measure, real clips (tests/data) and the
+shipped state for the detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from guard.analysis import Analysis, analyse_batch
+from guard.audio import SAMPLE_RATE_HZ
+from guard.classifier import CommandClassifier
+from guard.detectors import registry
+from guard.detectors.steady_tone import (
+    BAND_EDGES_HZ,
+    FLOOR_DB,
+    RUNS,
+    SteadyToneDetector,
+    steadiness_db,
+)
+from guard.errors import ModelError
+from guard.manifest import write_manifest
+
+from .conftest import MODELS
+from .test_detector_spectral import split_clips, tone
+from .test_detectors_model import _clean_clips
+
+T_S = np.arange(SAMPLE_RATE_HZ) / SAMPLE_RATE_HZ
+BANDS = len(BAND_EDGES_HZ) - 1
+
+
+def _band_of(freq_hz: float) -> int:
+    return int(np.searchsorted(BAND_EDGES_HZ, freq_hz, side="right")) - 1
+
+
+def _noise(scale: float, seed: int = 0) -> np.ndarray:
+    return scale * np.random.default_rng(seed).standard_normal(SAMPLE_RATE_HZ)
+
+
+def test_a_sine_reads_steady_in_its_band_and_noise_nowhere() -> None:
+    sine = steadiness_db((0.1 * np.sin(2 * np.pi * 440.0 * T_S) + _noise(1e-3)).astype(np.float32))
+    assert sine.shape == (len(RUNS) * BANDS,)
+    for run in range(len(RUNS)):
+        assert sine[run * BANDS + _band_of(440.0)] > 50.0  # 60 dB is a perfect sine
+    # noise is steady somewhere by chance (~0.03 rad), never as a sine is
+    noise = steadiness_db(_noise(0.1).astype(np.float32))
+    assert np.all((noise >= FLOOR_DB) & (noise < 32.0)), noise.round(1)
+    # a DC offset (its own bin perfectly steady, and the loudest) neither reads as a tone nor
+    # hides one: each frame's mean is taken out first
+    offset = steadiness_db((0.3 + _noise(0.01, 1)).astype(np.float32))
+    assert np.all(offset < 32.0), offset.round(1)
+    hidden = 0.3 + 0.003 * np.sin(2 * np.pi * 440.0 * T_S) + _noise(1e-4, 2)
+    assert steadiness_db(hidden.astype(np.float32))[_band_of(440.0)] > 50.0
+
+
+def test_a_gliding_tone_like_a_voices_intonation_reads_far_less_steady() -> None:
+    # 440 -> 490 Hz over the second: a harmonic of a voice whose pitch rises by 11 %
+    glide = np.sin(2 * np.pi * (440.0 * T_S + 25.0 * T_S**2))
+    steady = steadiness_db(
+        (0.1 * np.sin(2 * np.pi * 460.0 * T_S) + _noise(1e-3)).astype(np.float32)
+    )
+    gliding = steadiness_db((0.1 * glide + _noise(1e-3)).astype(np.float32))
+    band = _band_of(460.0)
+    assert steady[band] - gliding[band] > 20.0, (steady[band], gliding[band])
+
+
+def test_too_short_a_window_is_an_error_naming_the_length() -> None:
+    with pytest.raises(ValueError, match="needs at least 2688 samples, got 2000"):
+        steadiness_db(np.zeros(2000, np.float32))
+
+
+@pytest.fixture(scope="module")
+def shipped() -> SteadyToneDetector:
+    (detector,) = registry.load(MODELS / "detectors", ["steady_tone"])
+    assert isinstance(detector, SteadyToneDetector)
+    assert detector.budget_weight == 0  # its threshold is its highest calibrate-clip score
+    return detector
+
+
+def test_the_shipped_state_is_quiet_on_every_clean_fixture(
+    shipped: SteadyToneDetector, classifier: CommandClassifier
+) -> None:
+    scores = shipped.anomaly_score(analyse_batch(_clean_clips(), classifier))
+    assert np.all(scores <= shipped.threshold()), scores.round(2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_shipped_state_fires_on_a_tone_among_a_voices_harmonics(
+    shipped: SteadyToneDetector, classifier: CommandClassifier, seed: int
+) -> None:
+    # the backdoored fixture's trigger: 440 Hz, 0.25 s, amplitude 0.1, anywhere in the clip
+    held_out = split_clips()[2]
+    attacked = tone(440.0, 0.25, 0.1)(held_out, np.random.default_rng(seed))
+    scores = shipped.anomaly_score(analyse_batch(attacked, classifier))
+    assert int((scores > shipped.threshold()).sum()) >= 7, scores.round(2)
+
+
+@pytest.fixture(scope="module")
+def fitted(classifier: CommandClassifier) -> tuple[SteadyToneDetector, list[Analysis]]:
+    fit, calibrate, _ = split_clips()
+    detector = SteadyToneDetector().fit(analyse_batch(fit, classifier))
+    calibration = analyse_batch(calibrate, classifier)
+    return detector.calibrate(calibration, 0.0), calibration
+
+
+def test_it_persists_as_arrays(
+    fitted: tuple[SteadyToneDetector, list[Analysis]], tmp_path: Path
+) -> None:
+    detector, analyses = fitted
+    assert detector.threshold() == detector.anomaly_score(analyses).max()
+    detector.save(tmp_path / "steady_tone.npz")
+    write_manifest(tmp_path, ["steady_tone.npz"])
+    loaded = SteadyToneDetector.load(tmp_path / "steady_tone.npz")
+    np.testing.assert_array_equal(loaded.anomaly_score(analyses), detector.anomaly_score(analyses))
+    assert loaded.threshold() == detector.threshold()
+
+
+def test_a_state_with_other_bands_is_refused_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "steady_tone.npz"
+    np.savez(
+        path,
+        location=np.zeros(3),
+        spread=np.ones(3),
+        __params__=np.array("{}"),
+        __threshold__=np.array(1.0),
+    )
+    write_manifest(tmp_path, ["steady_tone.npz"])
+    with pytest.raises(ModelError, match=r"steady_tone.npz: not a saved steady_tone detector"):
+        SteadyToneDetector.load(path)
