@@ -43,6 +43,7 @@ import psutil  # noqa: E402
 from scipy.io import wavfile  # noqa: E402
 
 from guard import daemon  # noqa: E402
+from guard.allocator import tune_allocator  # noqa: E402
 from guard.audio import read_audio  # noqa: E402
 from guard.audit import read_records  # noqa: E402
 from guard.config import AuditSettings, HandlerSettings, Settings, load_settings  # noqa: E402
@@ -216,6 +217,7 @@ def soak(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main() -> None:
+    tune_allocator()  # as the guard command does
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="mode", required=True)
     p = sub.add_parser("latency")

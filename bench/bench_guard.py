@@ -5,8 +5,10 @@
 
 Runs every fixture clip (tests/data/wav, 1 s each) ``--runs`` times through the full decision
 and prints p50/p99 of the total and of each stage, plus the real-time factor of ``guard scan``
-(seconds of audio per second of compute). ``--model`` / ``--detectors``: a vendor's model with
-its own state (where ``second_ear`` is active). One interpreter thread; numpy's BLAS pinned to one
+(seconds of audio per second of compute), and the process's peak resident size. ``--model`` /
+``--detectors``: a vendor's model with its own state (where ``second_ear`` is active). The
+allocator is tuned as the ``guard`` command tunes it (guard/allocator.py);
+``--default-allocator`` measures glibc's defaults. One interpreter thread; numpy's BLAS pinned to one
 thread by the environment variables below, so "one core" is what is measured. Quote medians.
 """
 
@@ -20,11 +22,13 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from guard.allocator import tune_allocator  # noqa: E402
 from guard.analysis import Utterance, analyse  # noqa: E402
 from guard.audio import read_audio  # noqa: E402
 from guard.config import load_settings  # noqa: E402
@@ -39,7 +43,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--detectors", type=Path, default=None)
+    parser.add_argument("--default-allocator", action="store_true", help="glibc's thresholds")
     args = parser.parse_args()
+    tuned = False if args.default_allocator else tune_allocator()
     settings = load_settings(args.config)
     if args.detectors is not None:
         detectors = dataclasses.replace(settings.detectors, state_dir=args.detectors)
@@ -89,6 +95,8 @@ def main() -> None:
                 else None,
                 "real_time_factor": round(audio_s / (t.sum() / 1000), 1),
                 "runtime": guard.model.runtime_name,
+                "allocator_tuned": tuned,
+                "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             },
             indent=2,
         )
