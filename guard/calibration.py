@@ -115,6 +115,13 @@ def fit_and_calibrate(
         "thresholds": thresholds,
         "params": {d.name: d.get_params() for d in detectors},
         "budget_weights": {n: w for n, w in weights.items() if w != 1},
+        # at the top of their clean scores: each passes a new clean recording with odds
+        # N / (N + 1) (not counting detectors that score every recording alike: inactive)
+        "at_highest_clean_score": [
+            n
+            for n in names
+            if n not in fixed and not np.any(scores[n] > thresholds[n]) and np.ptp(scores[n]) > 0
+        ],
         "kept_thresholds": sorted(kept),
         "fit_utterances": len(fit_set),
         "calibration_utterances": len(calibration_set),
@@ -175,6 +182,21 @@ def comparison_lines(report: dict[str, Any]) -> list[str]:
         f"the configured state {old['state_dir']} blocks {old['false_block']:.2%} of the same "
         f"held-out recordings" + (f" ({fired})" if fired else ""),
         f"thresholds, new (configured): {pairs or 'unchanged'}",
+    ]
+
+
+def small_set_lines(report: dict[str, Any]) -> list[str]:
+    """One line when detectors were left at their highest score on the held-out recordings:
+    with N of them, each such threshold passes a new recording of the same kind with odds
+    N / (N + 1), so it blocks about 1 / (N + 1) of them; more recordings, tighter thresholds."""
+    top = report.get("at_highest_clean_score") or []
+    n = int(report["calibration_utterances"])
+    if not top:
+        return []
+    return [
+        f"{', '.join(top)}: block none of the {n} held-out recordings (at their highest score "
+        f"on them), so each may block about {1 / (n + 1):.2%} of new recordings like them; "
+        "more recordings give tighter thresholds"
     ]
 
 

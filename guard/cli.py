@@ -401,7 +401,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             "these recordings than the target allows; the other detectors were left at the "
             "top of their clean scores"
         )
-    for line in calibration.comparison_lines(report):
+    for line in [*calibration.small_set_lines(report), *calibration.comparison_lines(report)]:
         print(line)
     return 1 if errors or more else 0
 

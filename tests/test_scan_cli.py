@@ -73,7 +73,13 @@ def test_calibrate_writes_state_the_scan_uses(tmp_path: Path) -> None:
     assert 0.0 <= old["false_block"] <= 1.0
     assert f"the configured state {MODELS / 'detectors'} blocks" in result.stdout
     assert "thresholds, new (configured): " in result.stdout
-    names = ("spectral", "gmm", "strip", "activation", "consistency", "second_ear")
+    # 8 held-out recordings and a 10 % target: no detector may block one of them alone
+    n = report["calibration_utterances"]
+    top = report["at_highest_clean_score"]
+    assert "steady_tone" in top and "strip" not in top  # strip is inactive: scores all 0
+    assert f"{', '.join(top)}: block none of the {n} held-out recordings" in result.stdout
+    assert f"each may block about {1 / (n + 1):.2%} of new recordings like them" in result.stdout
+    names = ("spectral", "steady_tone", "gmm", "strip", "activation", "consistency", "second_ear")
     for name in (*names, "second_ear_consistency"):
         verified_bytes(out / f"{name}.npz")
     scan = guard("scan", "--format", "jsonl", "--detectors", out, ROOT / "demo")
