@@ -667,12 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    tune_allocator()  # before the first decision: it allocates the same arrays every time
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    tune_allocator()  # before the first decision: it allocates the same arrays every time
     try:
         return int(args.func(args))
     except GuardError as exc:

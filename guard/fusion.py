@@ -8,7 +8,9 @@ detector's extra block costs is only counted once when detectors agree).
 A detector may ask for more turns per round (``weights``: the learned perturbation detector,
 trained on the very attack families the thresholds are for, takes six; docs/DETECTION.md), or
 none (``steady_tone``: its threshold stays at its highest clean score, so it adds what it
-catches above everything clean it saw and costs the others nothing).
+catches above everything clean it saw and takes none of the others' share; on new clean audio
+it still blocks about 1 / (N + 1), N the calibration utterances, which ``guard calibrate``
+says when N is small).
 An OR of per-detector thresholds keeps every block explainable in the audit log. A detector
 with a fixed threshold (the second ear's "guard's own model gives the command under 5 %")
 takes its share first, whatever it costs.

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,11 @@ RUNS = (6, 12)
 MARGIN_DB = 40.0
 """Bins further than this below the utterance's loudest bin have no usable phase."""
 FLOOR_DB = 20.0
-"""Steadiness below this (0.1 rad) is what noise shows by chance: all such values are equal."""
+"""Steadiness below this (0.1 rad) counts the same: noise reaches 26-30 dB (0.03-0.05 rad)
+somewhere in a band by chance, which the clean tails absorb; a sine reads 50-60 dB."""
+SILENCE_POWER = (WINDOW_SAMPLES / 4 * 1e-5) ** 2
+"""A bin's power below this (a sine at -100 dBFS through the Hann window) has no usable
+phase, however quiet the rest: digital silence with a faint sine in it is not a tone."""
 
 
 @lru_cache(maxsize=4)
@@ -77,12 +82,14 @@ def steadiness_db(
     centred = frames - frames.mean(axis=1, keepdims=True)
     spectrum = sp_fft.rfft(centred * _window(window_samples), axis=1)
     bin_hz = SAMPLE_RATE_HZ / window_samples
-    edges = [int(f / bin_hz) for f in band_edges_hz]
+    edges = [int(f / bin_hz) for f in band_edges_hz]  # each band from the bin at or below its edge
+    if any(b <= a for a, b in pairwise(edges)):
+        raise ValueError(f"band edges {band_edges_hz} Hz do not fall in distinct {bin_hz} Hz bins")
     lo, hi, starts = edges[0], edges[-1] + 1, np.asarray(edges[:-1], dtype=np.intp) - edges[0]
     loudest = float(np.max(spectrum.real**2 + spectrum.imag**2))
     s = spectrum[:, lo:hi].astype(np.complex128)  # the phase products want double precision
     p = s.real**2 + s.imag**2
-    usable = p >= loudest * 10 ** (-MARGIN_DB / 10)
+    usable = p >= max(loudest * 10 ** (-MARGIN_DB / 10), SILENCE_POWER)
     middle = np.conj(s[1:-1])
     z = s[2:] * middle * middle * s[:-2]
     # -cos of the second difference rises with |angle| over [0, pi]: no arctan per bin.
@@ -118,6 +125,8 @@ class SteadyToneDetector(Detector):
         return np.stack([steadiness_db(a.features.samples) for a in analyses])
 
     def _fit(self, clean: Sequence[Analysis]) -> None:
+        self.location_: FloatArray
+        self.spread_: FloatArray
         self.location_, self.spread_ = tail_model(self._raw(clean), self.min_spread_db)
 
     def band_scores(self, analyses: Sequence[Analysis]) -> FloatArray:
