@@ -2,12 +2,11 @@
 
 Each decision allocates dozens of numpy temporaries of 100-500 kB (spectra, the steady-tone
 detector's 118 frames of 1024 samples and their spectrum, the consistency detector's
-transformed batch). glibc serves
-blocks above ``M_MMAP_THRESHOLD`` with a fresh ``mmap`` and trims the heap's free top above
-``M_TRIM_THRESHOLD``: either way every utterance faults its pages in again, and those page
-faults were a third of ``Guard.check``'s time (docs/PERFORMANCE.md, "The allocator"). Raising
-both keeps the pages in the process: the resident size grows by about the working set of one
-decision (a few MB), once.
+transformed batch). glibc serves blocks above ``M_MMAP_THRESHOLD`` with a fresh ``mmap`` and
+trims the heap's free top above ``M_TRIM_THRESHOLD``: either way every utterance faults its
+pages in again, and those page faults were a third of ``Guard.check``'s time
+(docs/PERFORMANCE.md, "The allocator"). Raising both keeps the pages in the process; the
+peak resident size measured the same (the pages were in use anyway).
 
 Only on Linux with glibc; elsewhere (musl's ``mallopt`` does nothing, macOS has none) nothing is
 changed. A user's own ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_``, or a
@@ -60,6 +59,9 @@ def tune_allocator(
         if mallopt(param, value) != 1:
             log.debug("allocator: mallopt(%s, %d) refused", name, value)
             return False
-    log.debug("allocator: mmap threshold %d B, trim threshold %d B", mmap_threshold_bytes,
-              trim_threshold_bytes)  # fmt: skip
+    log.debug(
+        "allocator: mmap threshold %d B, trim threshold %d B",
+        mmap_threshold_bytes,
+        trim_threshold_bytes,
+    )
     return True

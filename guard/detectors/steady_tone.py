@@ -110,9 +110,9 @@ class SteadyToneDetector(Detector):
     name = "steady_tone"
     budget_weight = 0
     """No share of the clean budget: the threshold is the highest clean calibration score.
-    Synthetic voices hold their pitch as steady as a tone for a tenth of a second; given a
-    share, this detector took it from the learned detector and blocked more of them (dev set,
-    docs/DETECTION.md)."""
+    Synthetic voices hold their pitch nearly as steady as a tone; given one turn per round,
+    this detector took a clean block from the learned detector and blocked two more of their
+    commands (dev set, docs/DETECTION.md)."""
 
     def __init__(self, min_spread_db: float = 3.0) -> None:
         self.min_spread_db = min_spread_db
