@@ -5,7 +5,8 @@
 
 Runs every fixture clip (tests/data/wav, 1 s each) ``--runs`` times through the full decision
 and prints p50/p99 of the total and of each stage, plus the real-time factor of ``guard scan``
-(seconds of audio per second of compute), and the process's peak resident size. ``--model`` /
+(seconds of audio per second of compute), the process's peak resident size and its minor
+page faults per decision. ``--model`` /
 ``--detectors``: a vendor's model with its own state (where ``second_ear`` is active). The
 allocator is tuned as the ``guard`` command tunes it (guard/allocator.py);
 ``--default-allocator`` measures glibc's defaults. One interpreter thread; numpy's BLAS pinned to one
@@ -58,6 +59,7 @@ def main() -> None:
     stages: dict[str, list[float]] = {"features+model": [], **{d.name: [] for d in guard.detectors}}
     heard_go: list[bool] = []
     audio_s = 0.0
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(args.runs):
         for x in clips:
             t0 = time.perf_counter()
@@ -72,6 +74,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 d.anomaly_score([a])
                 stages[d.name].append((time.perf_counter() - t0) * 1000)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
     t = np.array(total)
     print(
         json.dumps(
@@ -97,6 +100,8 @@ def main() -> None:
                 "runtime": guard.model.runtime_name,
                 "allocator_tuned": tuned,
                 "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                # each decision is timed twice over (whole, then by stage)
+                "minor_page_faults_per_decision": round(faults / len(t), 2),
             },
             indent=2,
         )

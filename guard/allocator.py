@@ -4,8 +4,9 @@ Each decision allocates dozens of numpy temporaries of 100-500 kB (spectra, the 
 detector's 118 frames of 1024 samples and their spectrum, the consistency detector's
 transformed batch). glibc serves blocks above ``M_MMAP_THRESHOLD`` with a fresh ``mmap`` and
 trims the heap's free top above ``M_TRIM_THRESHOLD``: either way every utterance faults its
-pages in again, and those page faults were a third of ``Guard.check``'s time
-(docs/PERFORMANCE.md, "The allocator"). Raising both keeps the pages in the process; the
+pages in again, and with the shipped state those page faults were a third of
+``Guard.check``'s time (docs/PERFORMANCE.md, "The allocator"; on a vendor's state glibc had
+raised its mmap threshold by itself, and nothing changed). Raising both keeps the pages in the process; the
 peak resident size measured the same (the pages were in use anyway).
 
 Only on Linux with glibc; elsewhere (musl's ``mallopt`` does nothing, macOS has none) nothing is
