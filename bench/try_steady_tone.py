@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from try_adversarial_ideas import DATA, ROOT, calibrate_set
+from try_adversarial_ideas import DATA, ROOT, build_sets
 from try_tone_ideas import FIXED, tones_on
 
 from guard import devdata
@@ -66,15 +66,6 @@ GRID = [
 """(window samples, hop samples, run lengths, top band edge in Hz)."""
 EDGES_HZ = (100, 200, 300, 450, 700, 1000, 1500, 2000, 3000)
 SHIPPED = (WINDOW_SAMPLES, HOP_SAMPLES, RUNS, BAND_EDGES_HZ[-1])
-
-
-def fit_set() -> npt.NDArray[np.float32]:
-    """The 1,500 training-speaker clips tools/build_detectors.py fits on (half in noise)."""
-    rng = np.random.default_rng(0)
-    x = devdata.audio(devdata.clips(DATA, "train", 1500, 0))
-    half = rng.random(len(x)) < 0.5
-    x[half] = devdata.add_noise(x[half], devdata.noise(DATA, "train"), rng, 0.3)
-    return x
 
 
 def tail_set() -> npt.NDArray[np.float32]:
@@ -112,8 +103,8 @@ def main() -> None:
     weights = {d.name: d.budget_weight for d in detectors}
     base = devdata.audio(devdata.clips(DATA, "calibrate", None, seed=7))
     toned, params = tones_on(base, 2)
-    audio = {"clean": calibrate_set(), "tones": toned, "440 Hz": tones_440(base)}
-    fit_audio = fit_set()
+    fit_audio, clean = build_sets()
+    audio = {"clean": clean, "tones": toned, "440 Hz": tones_440(base)}
     tail_audio = tail_set()
     det: dict[str, dict[str, FloatArray]] = {}
     for family, x in audio.items():

@@ -226,17 +226,37 @@ def tone_phase(spectrum: npt.NDArray[np.complex64], power: npt.NDArray[np.float3
     edges = [_bin(f) for f in TONE_BAND_EDGES_HZ]
     lo, hi = edges[0], edges[-1] + 1
     s, p = s[:, lo:hi], p[:, lo:hi]
-    usable = p >= floor
+    starts = np.asarray(edges[:-1]) - lo
+    return phase_steadiness_db(s, p, p >= floor, starts, PHASE_RUNS, PHASE_SPARED)
+
+
+def phase_steadiness_db(
+    spectrum: npt.NDArray[np.complex128],
+    power: FloatArray,
+    usable: npt.NDArray[np.bool_],
+    starts: npt.NDArray[np.intp],
+    runs: Sequence[int],
+    spared: Sequence[int],
+) -> FloatArray:
+    """Per run length and band: how steady the steadiest bin's phase advance stays, in dB
+    below 1 rad, floored at ``PHASE_FLOOR_DB``.
+
+    ``spectrum`` and ``power`` are (frames, bins); a bin counts only where it is ``usable`` in
+    all three frames of a second difference; bands start at the bins ``starts``. Per bin, the
+    worst second difference over each window of ``runs[i]`` values (``spared[i]`` of them may
+    break it), at the window's best moment; per band, the best bin. Shared by ``tone_phase``
+    and the steady-tone detector (guard.detectors.steady_tone), on their own grids.
+    """
+    s, p = spectrum, power
     middle = np.conj(s[1:-1])
     z = s[2:] * middle * middle * s[:-2]
     # -cos of the second difference rises with |angle| over [0, pi]: no arctan per bin.
     magnitude = np.sqrt(p[2:] * p[:-2]) * p[1:-1]
     unsteady = -z.real / np.maximum(magnitude, 1e-300)
     unsteady[~(usable[2:] & usable[1:-1] & usable[:-2])] = 1.0
-    starts = np.asarray(edges[:-1]) - lo
     out = []
-    for run, spared in zip(PHASE_RUNS, PHASE_SPARED, strict=True):
-        best = np.minimum.reduceat(_sliding_worst(unsteady, run, spared).min(axis=0), starts)
+    for run, spare in zip(runs, spared, strict=True):
+        best = np.minimum.reduceat(_sliding_worst(unsteady, run, spare).min(axis=0), starts)
         radians = np.arccos(np.clip(-best, -1.0, 1.0))
         out.append(-20.0 * np.log10(radians + 1e-3))
     return np.asarray(np.maximum(np.concatenate(out), PHASE_FLOOR_DB), dtype=np.float64)

@@ -8,7 +8,8 @@ that range on a finer grid: 64 ms Hann frames (1024 samples, 15.6 Hz bins, so a 
 100 Hz away leaves the tone's bin alone) every 8 ms (128 samples). A steady sine advances its
 phase by the same angle every hop, so the second difference of a bin's phase over three
 frames is ~0 (the angle of ``X[t+2] * conj(X[t+1])**2 * X[t]``, no unwrapping); a voice's
-harmonic drifts with its pitch and jitter.
+harmonic drifts with its pitch and jitter. The measure is ``tone_phase``'s
+(``spectral.phase_steadiness_db``), on this grid and with no value spared.
 
 Per bin, the worst second difference over a run of ``RUNS`` values (6 and 12: ~0.12 and
 ~0.17 s of audio), at the run's best moment, counted only where every frame of the run is
@@ -37,6 +38,7 @@ from scipy import fft as sp_fft
 from guard.analysis import Analysis
 from guard.audio import SAMPLE_RATE_HZ
 from guard.detectors.base import Detector, FloatArray, NotFittedError, tail_model
+from guard.detectors.spectral import PHASE_FLOOR_DB, phase_steadiness_db
 
 WINDOW_SAMPLES = 1024
 """64 ms frames: 15.6 Hz bins."""
@@ -48,9 +50,10 @@ RUNS = (6, 12)
 """Run lengths (second phase differences) over which a bin's phase must stay steady."""
 MARGIN_DB = 40.0
 """Bins further than this below the utterance's loudest bin have no usable phase."""
-FLOOR_DB = 20.0
-"""Steadiness below this (0.1 rad) counts the same: noise reaches 26-30 dB (0.03-0.05 rad)
-somewhere in a band by chance, which the clean tails absorb; a sine reads 50-60 dB."""
+FLOOR_DB = PHASE_FLOOR_DB
+"""Steadiness below this (20 dB, 0.1 rad) counts the same (the spectral detector's floor):
+noise reaches 26-30 dB (0.03-0.05 rad) somewhere in a band by chance, which the clean tails
+absorb; a sine reads 50-60 dB."""
 SILENCE_POWER = (WINDOW_SAMPLES / 4 * 1e-5) ** 2
 """A bin's power below this (a sine at -100 dBFS through the Hann window) has no usable
 phase, however quiet the rest: digital silence with a faint sine in it is not a tone."""
@@ -90,18 +93,7 @@ def steadiness_db(
     s = spectrum[:, lo:hi].astype(np.complex128)  # the phase products want double precision
     p = s.real**2 + s.imag**2
     usable = p >= max(loudest * 10 ** (-MARGIN_DB / 10), SILENCE_POWER)
-    middle = np.conj(s[1:-1])
-    z = s[2:] * middle * middle * s[:-2]
-    # -cos of the second difference rises with |angle| over [0, pi]: no arctan per bin.
-    unsteady = -z.real / np.maximum(np.sqrt(p[2:] * p[:-2]) * p[1:-1], 1e-300)
-    unsteady[~(usable[2:] & usable[1:-1] & usable[:-2])] = 1.0
-    out = []
-    for run in runs:
-        worst = np.lib.stride_tricks.sliding_window_view(unsteady, run, axis=0).max(axis=-1)
-        best = np.minimum.reduceat(worst.min(axis=0), starts)
-        radians = np.arccos(np.clip(-best, -1.0, 1.0))
-        out.append(-20.0 * np.log10(radians + 1e-3))
-    return np.asarray(np.maximum(np.concatenate(out), FLOOR_DB), dtype=np.float64)
+    return phase_steadiness_db(s, p, usable, starts, runs, (0,) * len(runs))
 
 
 class SteadyToneDetector(Detector):
