@@ -28,7 +28,7 @@ from guard.detectors import registry
 from guard.detectors.base import Detector
 from guard.guard import Guard
 from guard.policy import PolicySettings
-from guard.redteam.metrics import auroc
+from guard.redteam.metrics import auroc, wilson_interval
 from guard.triggers import Trigger, TriggerSpec, parse_spec, random_clip, random_tone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +119,7 @@ def evaluate(guard: Guard, families: dict[str, np.ndarray]) -> dict[str, Any]:
         out[fam] = {
             "n": len(x),
             "blocked": float(fired.mean()),
+            "blocked_ci95": wilson_interval(int(fired.sum()), len(x)),
             "per_detector_blocked": {
                 n: float(np.mean(s > d.threshold()))
                 for (n, s), d in zip(scores.items(), guard.detectors, strict=True)
@@ -139,7 +140,7 @@ def markdown(results: dict[str, Any], detectors: list[Detector], title: str) -> 
     lines = [
         f"### {title}",
         "",
-        "| family | n | **fused blocked** | " + " | ".join(names) + " |",
+        "| family | n | **fused blocked** (95% CI) | " + " | ".join(names) + " |",
         "| --- | --- | --- |" + " --- |" * len(names),
     ]
     for fam, r in results.items():
@@ -149,12 +150,13 @@ def markdown(results: dict[str, Any], detectors: list[Detector], title: str) -> 
             if r["auroc"]:
                 cell += f" ({r['auroc'][n]:.3f})"
             cells.append(cell)
-        lines.append(
-            f"| {fam} | {r['n']} | **{100 * r['blocked']:.1f}%** | " + " | ".join(cells) + " |"
-        )
+        lo, hi = r["blocked_ci95"]
+        fused = f"**{100 * r['blocked']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f})"
+        lines.append(f"| {fam} | {r['n']} | {fused} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Cells: share blocked by that detector alone at its fused threshold (AUROC against the clean family).",
+        "Fused: share blocked (Wilson 95% interval). Other cells: share blocked by that detector "
+        "alone at its fused threshold (AUROC against the clean family).",
         "",
     ]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
 from guard.redteam.metrics import (
@@ -18,6 +19,7 @@ from guard.redteam.metrics import (
     backdoor_success,
     evasion_success,
     roc_curve,
+    wilson_interval,
 )
 from guard.triggers import TriggerSpec, parse_spec
 
@@ -75,6 +77,23 @@ def test_auroc_matches_sklearn_with_ties() -> None:
     assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
     assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
     assert np.trapezoid(tpr, fpr) == pytest.approx(expected, abs=1e-9)
+
+
+def test_wilson_interval_matches_scipy_and_holds_its_edges() -> None:
+    for k, n in [(34, 36), (388, 400), (2, 400), (5, 840), (0, 10), (10, 10), (1, 1)]:
+        ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+        assert wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    lo, hi = wilson_interval(34, 36)
+    assert lo < 0.95 < hi  # 94.4 % of 36 can't tell a 95 % target either way
+    assert wilson_interval(388, 400)[1] < 0.99  # 97.0 % of 400 is below 99 %
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    narrow, wide = wilson_interval(380, 400, 0.9), wilson_interval(380, 400, 0.99)
+    assert wide[0] < narrow[0] < narrow[1] < wide[1]
+    for bad in [(1, 0), (-1, 10), (11, 10)]:
+        with pytest.raises(ValueError, match=r"^(n|k) must"):
+            wilson_interval(*bad)
+    with pytest.raises(ValueError, match="confidence"):
+        wilson_interval(1, 2, 1.0)
 
 
 def test_trigger_card_round_trip() -> None:
@@ -271,6 +290,10 @@ def test_lab_evaluate_writes_the_report(sets_dir: Path, tmp_path: Path) -> None:
     # the backdoored model falls for the cough (ASR 98% on the card); guard blocks most of it
     assert trig["success_without_guard"] >= 0.5
     assert trig["blocked"] >= 0.5
+    # what n triggered clips can tell: the interval holds the share and is drawn in the table
+    lo, hi = trig["blocked_ci95"]
+    assert lo < trig["blocked"] < hi or trig["blocked"] in (lo, hi)
+    assert f"({100 * lo:.1f}-{100 * hi:.1f})" in report.read_text()
     # the same figure computed here, independently, from the saved set and the model
     from guard.analysis import analyse_batch
     from guard.classifier import CommandClassifier

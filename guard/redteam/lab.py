@@ -41,6 +41,7 @@ from guard.redteam.metrics import (
     backdoor_success,
     evasion_success,
     roc_curve,
+    wilson_interval,
 )
 from guard.triggers import Trigger, TriggerSpec, make_trigger
 
@@ -383,6 +384,9 @@ def evaluate(
             "snr_db_median": float(np.median(s.snr_db)) if len(s.snr_db) else None,
             "counted": int(counted.sum()),
             "blocked": float(result.blocked[counted].mean()) if counted.any() else None,
+            "blocked_ci95": wilson_interval(int(result.blocked[counted].sum()), int(counted.sum()))
+            if counted.any()
+            else None,
             "per_detector_blocked": {
                 d.name: float(result.fired[d.name][counted].mean()) if counted.any() else None
                 for d in guard.detectors
@@ -405,6 +409,7 @@ def evaluate(
         "clean": {
             "n": len(sets["clean"].audio),
             "blocked": float(clean.blocked.mean()),
+            "blocked_ci95": wilson_interval(int(clean.blocked.sum()), len(clean.blocked)),
             "guard_ms_per_input": clean.ms_per_input,
         },
         "families": families,
@@ -540,6 +545,11 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def _interval(ci: Sequence[float] | None) -> str:
+    """A Wilson 95 % interval as ``(lo-hi)`` in percent; empty for none (older reports)."""
+    return "" if ci is None else f" ({100 * ci[0]:.1f}-{100 * ci[1]:.1f})"
+
+
 def markdown(figures: dict[str, Any], command_line: str) -> str:
     names = list(figures["thresholds"])
     lines = [
@@ -550,10 +560,10 @@ def markdown(figures: dict[str, Any], command_line: str) -> str:
         f"Regenerate: `{command_line}`" if command_line else "",
         "",
         f"Clean commands of unheard speakers blocked: **{_pct(figures['clean']['blocked'])}** "
-        f"of {figures['clean']['n']} (guard {figures['clean']['guard_ms_per_input']:.1f} ms per input: "
+        f"of {figures['clean']['n']}{_interval(figures['clean'].get('blocked_ci95'))} (guard {figures['clean']['guard_ms_per_input']:.1f} ms per input: "
         "features and model batched, then each clip's decision as the daemon makes it).",
         "",
-        "| family | n (counted) | median SNR | attack success without guard | **with guard** | **guard blocked** | "
+        "| family | n (counted) | median SNR | attack success without guard | **with guard** | **guard blocked** (95% CI) | "
         + " | ".join(names)
         + " |",
         "| --- | --- | --- | --- | --- | --- |" + " --- |" * len(names),
@@ -563,7 +573,8 @@ def markdown(figures: dict[str, Any], command_line: str) -> str:
         snr = "–" if f["snr_db_median"] is None else f"{f['snr_db_median']:.0f} dB"
         lines.append(
             f"| {name} | {f['n']} ({f['counted']}) | {snr} | {_pct(f['success_without_guard'])} | "
-            f"**{_pct(f['success_with_guard'])}** | **{_pct(f['blocked'])}** | "
+            f"**{_pct(f['success_with_guard'])}** | "
+            f"**{_pct(f['blocked'])}**{_interval(f.get('blocked_ci95'))} | "
             + " | ".join(cells)
             + " |"
         )
@@ -573,7 +584,8 @@ def markdown(figures: dict[str, Any], command_line: str) -> str:
         f"off the clean clip's at SNR ≥ {MIN_SNR_DB:.0f} dB (a louder change is not a hidden "
         "perturbation), as a share of all n. With guard it must also be allowed. Blocked rates "
         "count the inputs that need blocking (n counted): every triggered clip, and the "
-        "adversarial clips that succeeded. Detector cells: blocked by that detector alone at its "
+        "adversarial clips that succeeded; in brackets, the Wilson 95 % interval of the "
+        "blocked share (what n counted inputs can tell). Detector cells: blocked by that detector alone at its "
         "fused threshold (AUROC against the clean set), on the counted inputs.",
         "",
     ]

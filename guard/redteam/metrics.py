@@ -82,3 +82,28 @@ def roc_curve(clean: npt.ArrayLike, attacked: npt.ArrayLike) -> tuple[FloatArray
     fpr = np.array([0.0, *[(c >= t).mean() for t in thresholds]])
     tpr = np.array([0.0, *[(a >= t).mean() for t in thresholds]])
     return fpr, tpr
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval for a share of ``k`` in ``n`` (a blocked rate, say).
+
+    What a measured share on a few dozen inputs can and cannot say: 34 of 36 C&W examples
+    blocked (94.4 %) is 81.9-98.5 % at 95 % confidence, so it neither meets nor misses a 95 %
+    target; 388 of 400 tones (97.0 %) is 94.8-98.3 %, below a 99 % one. Unlike the normal
+    approximation it stays inside [0, 1] and is not empty at k = 0 or k = n.
+    """
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    if not 0 <= k <= n:
+        raise ValueError(f"k must be in [0, n={n}], got {k}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo = 0.0 if k == 0 else max(0.0, float(centre - half))  # exact at the edges, where
+    hi = 1.0 if k == n else min(1.0, float(centre + half))  # rounding would leave 1 - 1e-16
+    return lo, hi
