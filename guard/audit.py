@@ -4,13 +4,20 @@ The audit log is data, not log messages: reviewers filter it with ``guard review
 Every record has ``time`` (UTC wall clock, ISO 8601), ``start_s``/``end_s`` (seconds from the
 start of the stream), ``label``, ``confidence``, ``verdict``, ``reasons``, ``scores``,
 ``thresholds``, ``latency_ms``, ``handlers`` (handler name -> outcome) and ``clip`` (the saved
-WAV, or null).
+WAV, or null; ``clip_error`` says why when saving it failed).
+
+A full or failing disk (a Pi's SD card) loses as little as it can: a clip that cannot be saved
+leaves no partial WAV and the record is written without it; a record that cannot be appended
+goes to the journal whole (``guard.audit`` at ERROR) before the error is raised, and the next
+record starts on a line of its own, so a torn line never swallows it. ``guard review`` skips a
+torn line (a power cut mid-write leaves one) with a warning naming it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -21,6 +28,8 @@ from scipy.io import wavfile
 
 from guard.audio import SAMPLE_RATE_HZ
 from guard.verdict import Verdict
+
+log = logging.getLogger(__name__)
 
 
 class ClipStore:
@@ -36,7 +45,11 @@ class ClipStore:
         name = f"{stamp.replace(':', '').replace('-', '')}_{verdict.decision}_{verdict.label or 'error'}.wav"
         path = self.directory / name
         pcm = np.round(np.clip(verdict.utterance.samples, -1.0, 1.0) * 32767).astype(np.int16)
-        wavfile.write(path, SAMPLE_RATE_HZ, pcm)
+        try:
+            wavfile.write(path, SAMPLE_RATE_HZ, pcm)
+        except OSError:
+            path.unlink(missing_ok=True)  # no half-written WAV left behind
+            raise
         self._enforce_retention()
         return path
 
@@ -62,8 +75,12 @@ class AuditLog:
         self.clips = clips
         self.save_allowed = save_allowed
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = path.open("a", encoding="utf-8")
+        # unbuffered: a failed append leaves nothing in a buffer to be flushed later
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         self._lock = threading.Lock()
+        # the file may end in part of a line (a power cut, or our last append failed): checked
+        # before the next append, so a record never joins a torn one
+        self._torn = True
 
     def record(
         self, verdict: Verdict, handlers: dict[str, str] | None = None, **extra: Any
@@ -71,38 +88,78 @@ class AuditLog:
         """Write one utterance's record (saving its clip when blocked, or always if configured)."""
         now = dt.datetime.now(dt.timezone.utc)
         stamp = now.isoformat(timespec="milliseconds")
-        clip = None
+        clip, clip_error = None, None
         if self.clips is not None and (not verdict.allowed or self.save_allowed):
-            clip = str(self.clips.save(verdict, now.strftime("%Y%m%dT%H%M%S.%f")))
+            try:
+                clip = str(self.clips.save(verdict, now.strftime("%Y%m%dT%H%M%S.%f")))
+            except OSError as exc:  # the record matters more than the clip
+                clip_error = f"{type(exc).__name__}: {exc.strerror or exc}"
+                log.warning("%s: clip not saved (%s)", self.clips.directory, clip_error)
         row = {
             "time": stamp,
             "source": verdict.utterance.source,
             **verdict.to_record(),
             "handlers": handlers or {},
             "clip": clip,
+            **({"clip_error": clip_error} if clip_error else {}),
             **extra,
         }
         line = json.dumps(row, separators=(",", ":")) + "\n"
         with self._lock:
-            self._fh.write(line)
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            self._append(line)
         return row
+
+    def _append(self, line: str) -> None:
+        """Write and fsync one line; on failure put it in the journal and re-raise."""
+        try:
+            if self._torn and self._ends_mid_line():
+                line = "\n" + line
+            data = line.encode("utf-8")
+            while data:  # a full disk may take part of it, then refuse the rest
+                data = data[os.write(self._fd, data) :]
+            os.fsync(self._fd)
+            self._torn = False
+        except OSError as exc:
+            log.error("%s: record not appended (%s): %s", self.path, exc, line.strip())
+            self._torn = True
+            raise
+
+    def _ends_mid_line(self) -> bool:
+        if os.fstat(self._fd).st_size == 0:
+            return False
+        with self.path.open("rb") as fh:  # the append descriptor cannot read
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
 
     def close(self) -> None:
         with self._lock:
-            self._fh.close()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """All records of an audit log; a line that is not valid JSON is reported with its number."""
+def read_records(path: Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """All records of an audit log.
+
+    A line that is not a JSON record raises ``ValueError`` naming it by number; with
+    ``skipped``, such lines (a power cut or a full disk tears the line being written) are left
+    out instead and one message per line is appended to that list.
+    """
     out = []
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not a JSON record ({exc.msg})") from exc
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError(f"a JSON {type(row).__name__}, not an object")
+            except ValueError as exc:
+                why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                message = f"{path}:{number}: not a JSON record ({why})"
+                if skipped is None:
+                    raise ValueError(message) from exc
+                skipped.append(message)
+                continue
+            out.append(row)
     return out

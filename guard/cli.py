@@ -453,12 +453,13 @@ def _cmd_review(args: argparse.Namespace) -> int:
     from guard import review
     from guard.audit import read_records
 
+    skipped: list[str] = []
     try:
-        records = read_records(args.log)
+        records = read_records(args.log, skipped)
     except OSError as exc:
         raise GuardError(f"{args.log}: cannot read audit log ({exc.strerror or exc})") from exc
-    except ValueError as exc:
-        raise GuardError(str(exc)) from exc
+    for message in skipped:  # a torn line must not hide the rest of an incident
+        print(f"guard: warning: {message}; skipped", file=sys.stderr)
     chosen = review.select(
         records,
         review.parse_time(args.since) if args.since else None,

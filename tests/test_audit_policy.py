@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import re
 import threading
@@ -88,6 +89,70 @@ def test_clip_retention_keeps_the_newest(tmp_path: Path, verdicts: dict[str, Ver
     left = sorted(tmp_path.glob("*.wav"))
     assert len(left) == 2 and set(left) <= set(paths)
     assert paths[-1] in left
+
+
+def test_a_clip_the_disk_refuses_leaves_the_record_and_no_partial_wav(
+    tmp_path: Path, verdicts: dict[str, Verdict], caplog: pytest.LogCaptureFixture
+) -> None:
+    v = verdicts["go_with_3khz_tone"]
+    assert not v.allowed
+    store = ClipStore(tmp_path / "clips", max_bytes=10_000_000)
+    full = store.directory / f"20260101T000000_{v.decision}_{v.label}.wav"
+    full.symlink_to("/dev/full")  # the kernel answers every write with ENOSPC
+    with pytest.raises(OSError) as refused:
+        store.save(v, "2026-01-01T00:00:00")
+    assert refused.value.errno == errno.ENOSPC
+    assert not full.exists() and not full.is_symlink()  # nothing half-written is left
+    # through the audit log: the clip folder is gone (a file sits where it was)
+    (tmp_path / "clips2").mkdir()
+    log = AuditLog(tmp_path / "audit.jsonl", ClipStore(tmp_path / "clips2", 10_000_000))
+    (tmp_path / "clips2").rmdir()
+    (tmp_path / "clips2").write_text("not a folder")
+    with caplog.at_level("WARNING", logger="guard.audit"):
+        row = log.record(v)
+    log.close()
+    assert row["clip"] is None and row["clip_error"].startswith("NotADirectoryError")
+    assert "clips2: clip not saved" in caplog.text
+    assert read_records(tmp_path / "audit.jsonl") == [row]
+
+
+def test_a_record_the_disk_refuses_goes_to_the_journal_and_the_next_starts_clean(
+    tmp_path: Path, verdicts: dict[str, Verdict], caplog: pytest.LogCaptureFixture
+) -> None:
+    v = verdicts["yes_clean"]
+    full = tmp_path / "full.jsonl"
+    full.symlink_to("/dev/full")
+    log = AuditLog(full)
+    with caplog.at_level("ERROR", logger="guard.audit"), pytest.raises(OSError) as refused:
+        log.record(v, {"door": "skipped"})
+    assert refused.value.errno == errno.ENOSPC
+    journal = caplog.records[-1].getMessage()
+    assert "record not appended" in journal
+    assert json.loads(journal[journal.index("{") :])["label"] == "yes"  # the whole record
+    log.close()
+    # a power cut mid-write tore the last line: the next record starts on its own line
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    log.record(verdicts["stop_clean"])
+    log.close()
+    with path.open("a") as fh:
+        fh.write('{"time":"2026-01-01T00:00:00.000+00:00","verdict":"bl')
+    log = AuditLog(path)
+    log.record(v)
+    log.record(v)
+    log.close()
+    with pytest.raises(ValueError, match=r"audit.jsonl:2: not a JSON record"):
+        read_records(path)
+    skipped: list[str] = []
+    rows = read_records(path, skipped)
+    assert [r["label"] for r in rows] == ["stop", "yes", "yes"]
+    assert len(skipped) == 1 and skipped[0].startswith(f"{path}:2: not a JSON record")
+    from .test_cli import guard as run_guard
+
+    out = run_guard("review", path)
+    assert out.returncode == 0, out.stderr
+    assert "3 utterances" in out.stdout
+    assert f"warning: {path}:2: not a JSON record" in out.stderr and "skipped" in out.stderr
 
 
 def test_bad_line_is_named(tmp_path: Path) -> None:

@@ -545,9 +545,9 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
-def _interval(ci: Sequence[float] | None) -> str:
-    """A Wilson 95 % interval as ``(lo-hi)`` in percent; empty for none (older reports)."""
-    return "" if ci is None else f" ({100 * ci[0]:.1f}-{100 * ci[1]:.1f})"
+def _interval(ci: Sequence[float] | None, label: str = "") -> str:
+    """A Wilson 95 % interval as `` (lo-hi)`` in percent; empty for none (older reports)."""
+    return "" if ci is None else f" ({label}{100 * ci[0]:.1f}-{100 * ci[1]:.1f})"
 
 
 def markdown(figures: dict[str, Any], command_line: str) -> str:
@@ -560,8 +560,9 @@ def markdown(figures: dict[str, Any], command_line: str) -> str:
         f"Regenerate: `{command_line}`" if command_line else "",
         "",
         f"Clean commands of unheard speakers blocked: **{_pct(figures['clean']['blocked'])}** "
-        f"of {figures['clean']['n']}{_interval(figures['clean'].get('blocked_ci95'))} (guard {figures['clean']['guard_ms_per_input']:.1f} ms per input: "
-        "features and model batched, then each clip's decision as the daemon makes it).",
+        f"of {figures['clean']['n']}{_interval(figures['clean'].get('blocked_ci95'), '95 % CI ')}. "
+        f"Guard took {figures['clean']['guard_ms_per_input']:.1f} ms per input (features and "
+        "model batched, then each clip's decision as the daemon makes it).",
         "",
         "| family | n (counted) | median SNR | attack success without guard | **with guard** | **guard blocked** (95% CI) | "
         + " | ".join(names)
