@@ -1,6 +1,8 @@
-"""The red team's arithmetic: attack success with and without guard, AUROC, ROC curves.
+"""The red team's arithmetic: attack success with and without guard, AUROC, ROC curves, and
+the Wilson interval of a measured share.
 
-numpy only, so it is tested on hand-made cases without the ``redteam`` extra.
+numpy and scipy only (runtime dependencies), so it is tested on hand-made cases without the
+``redteam`` extra.
 """
 
 from __future__ import annotations
