@@ -206,9 +206,14 @@ def main() -> None:
         "(comma-separated), e.g. 'clean' for the clean and noisy rows alone",
     )
     args = parser.parse_args()
-    unknown = sorted(set(args.attacks.split(",") if args.attacks else ()) - set(WHITE_BOX))
+    attacks = tuple(dict.fromkeys(a.strip() for a in (args.attacks or "").split(",") if a.strip()))
+    unknown = sorted(set(attacks) - set(WHITE_BOX))
     if unknown:
         parser.error(f"--attacks: not a white-box attack: {', '.join(unknown)}")
+    if (args.attacks or args.cw_clips is not None) and not args.adversarial:
+        parser.error("--attacks and --cw-clips need --adversarial N")
+    if args.cw_clips is not None and not 1 <= args.cw_clips <= args.adversarial:
+        parser.error(f"--cw-clips {args.cw_clips}: must be 1 to --adversarial ({args.adversarial})")
     rng = np.random.default_rng(args.seed)
     model = CommandClassifier(args.model or ROOT / "models/commands.tflite")
     guard = Guard(model, registry.load_state(args.detectors))
@@ -259,9 +264,13 @@ def main() -> None:
             families = {k: v for k, v in families.items() if k.startswith(keep)}
         before: dict[str, list[str]] = {}
         if args.adversarial:
-            attacks = tuple(args.attacks.split(",")) if args.attacks else None
             adversarial, before = adversarial_inputs(
-                families["clean"], model.model_path, args.adversarial, model, attacks, args.cw_clips
+                families["clean"],
+                model.model_path,
+                args.adversarial,
+                model,
+                attacks or None,
+                args.cw_clips,
             )
             families.update(adversarial)
         results = evaluate(guard, {k: v for k, v in families.items() if len(v)})

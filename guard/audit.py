@@ -15,11 +15,13 @@ torn line (a power cut mid-write leaves one) with a warning naming it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +50,26 @@ class ClipStore:
         try:
             wavfile.write(path, SAMPLE_RATE_HZ, pcm)
         except OSError:
-            path.unlink(missing_ok=True)  # no half-written WAV left behind
+            with contextlib.suppress(OSError):  # the write's error is the one to report
+                path.unlink()  # no half-written WAV left behind
             raise
-        self._enforce_retention()
+        try:
+            self._enforce_retention()
+        except OSError as exc:  # the clip is saved; retention tries again next time
+            log.warning("%s: clip retention failed (%s)", self.directory, exc)
         return path
 
     def _enforce_retention(self) -> None:
-        clips = sorted(self.directory.glob("*.wav"))  # names start with a sortable UTC stamp
-        total = sum(p.stat().st_size for p in clips)
-        while clips and total > self.max_bytes:
-            oldest = clips.pop(0)
-            total -= oldest.stat().st_size
+        sizes = {}
+        for clip in sorted(self.directory.glob("*.wav")):  # names start with a sortable stamp
+            with contextlib.suppress(FileNotFoundError):  # another thread's retention took it
+                sizes[clip] = clip.stat().st_size
+        total = sum(sizes.values())
+        for oldest, size in sizes.items():
+            if total <= self.max_bytes:
+                break
             oldest.unlink(missing_ok=True)
+            total -= size
 
 
 class AuditLog:
@@ -75,8 +85,11 @@ class AuditLog:
         self.clips = clips
         self.save_allowed = save_allowed
         path.parent.mkdir(parents=True, exist_ok=True)
-        # unbuffered: a failed append leaves nothing in a buffer to be flushed later
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        # unbuffered: a failed append leaves nothing in a buffer to be flushed later; readable,
+        # so the torn-line check reads the file the descriptor writes to (logrotate may have
+        # moved it away from ``path``)
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        self._closer = weakref.finalize(self, os.close, self._fd)  # a log never closed
         self._lock = threading.Lock()
         # the file may end in part of a line (a power cut, or our last append failed): checked
         # before the next append, so a record never joins a torn one
@@ -119,23 +132,22 @@ class AuditLog:
                 data = data[os.write(self._fd, data) :]
             os.fsync(self._fd)
             self._torn = False
-        except OSError as exc:
+        except OSError as exc:  # (after a failed fsync the line may be in the file too)
             log.error("%s: record not appended (%s): %s", self.path, exc, line.strip())
             self._torn = True
             raise
 
     def _ends_mid_line(self) -> bool:
-        if os.fstat(self._fd).st_size == 0:
+        try:
+            size = os.fstat(self._fd).st_size
+            return size > 0 and os.pread(self._fd, 1, size - 1) != b"\n"
+        except OSError:  # cannot tell: write the record as it is rather than lose it
             return False
-        with self.path.open("rb") as fh:  # the append descriptor cannot read
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) != b"\n"
 
     def close(self) -> None:
         with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            self._closer()  # closes the descriptor once; later writes fail with EBADF
+            self._fd = -1
 
 
 def read_records(path: Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:

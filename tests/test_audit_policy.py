@@ -143,15 +143,28 @@ def test_a_record_the_disk_refuses_goes_to_the_journal_and_the_next_starts_clean
     log.close()
     with pytest.raises(ValueError, match=r"audit.jsonl:2: not a JSON record"):
         read_records(path)
+    # logrotate moved the log away (no copytruncate) before the first record: the records go
+    # where the descriptor points, and the torn-line check reads that file, not the path
+    log = AuditLog(path)
+    rotated = tmp_path / "audit.jsonl.1"
+    path.rename(rotated)
+    with rotated.open("a") as fh:
+        fh.write('{"time":"2026-01-01T00:00:01.000+00:00","verdict":"al')
+    log.record(v)
+    log.close()
+    assert not path.exists()
+    skipped_rotated: list[str] = []
+    assert len(read_records(rotated, skipped_rotated)) == 4 and len(skipped_rotated) == 2
+    path.write_text(rotated.read_text())  # back where the rest of the test reads it
     skipped: list[str] = []
     rows = read_records(path, skipped)
-    assert [r["label"] for r in rows] == ["stop", "yes", "yes"]
-    assert len(skipped) == 1 and skipped[0].startswith(f"{path}:2: not a JSON record")
+    assert [r["label"] for r in rows] == ["stop", "yes", "yes", "yes"]
+    assert len(skipped) == 2 and skipped[0].startswith(f"{path}:2: not a JSON record")
     from .test_cli import guard as run_guard
 
     out = run_guard("review", path)
     assert out.returncode == 0, out.stderr
-    assert "3 utterances" in out.stdout
+    assert "4 utterances" in out.stdout
     assert f"warning: {path}:2: not a JSON record" in out.stderr and "skipped" in out.stderr
 
 

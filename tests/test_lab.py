@@ -292,7 +292,9 @@ def test_lab_evaluate_writes_the_report(sets_dir: Path, tmp_path: Path) -> None:
     assert trig["blocked"] >= 0.5
     # what n triggered clips can tell: the interval holds the share and is drawn in the table
     lo, hi = trig["blocked_ci95"]
-    assert lo < trig["blocked"] < hi or trig["blocked"] in (lo, hi)
+    assert (lo, hi) == pytest.approx(
+        wilson_interval(round(trig["blocked"] * trig["counted"]), trig["counted"])
+    )
     assert f"({100 * lo:.1f}-{100 * hi:.1f})" in report.read_text()
     # the same figure computed here, independently, from the saved set and the model
     from guard.analysis import analyse_batch
