@@ -33,7 +33,7 @@ from guard.detectors.base import Detector
 from guard.guard import Guard
 from guard.policy import PolicySettings
 from guard.redteam.adversarial import WHITE_BOX
-from guard.redteam.metrics import auroc, wilson_interval
+from guard.redteam.metrics import auroc, percent_interval, wilson_interval
 from guard.triggers import Trigger, TriggerSpec, parse_spec, random_clip, random_tone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,8 +163,7 @@ def markdown(results: dict[str, Any], detectors: list[Detector], title: str) -> 
             if r["auroc"]:
                 cell += f" ({r['auroc'][n]:.3f})"
             cells.append(cell)
-        lo, hi = r["blocked_ci95"]
-        fused = f"**{100 * r['blocked']:.1f}%** ({100 * lo:.1f}-{100 * hi:.1f})"
+        fused = f"**{100 * r['blocked']:.1f}%** {percent_interval(r['blocked_ci95'])}"
         lines.append(f"| {fam} | {r['n']} | {fused} | " + " | ".join(cells) + " |")
     lines += [
         "",

@@ -40,6 +40,7 @@ from guard.redteam.metrics import (
     auroc,
     backdoor_success,
     evasion_success,
+    percent_interval,
     roc_curve,
     wilson_interval,
 )
@@ -545,9 +546,9 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
-def _interval(ci: Sequence[float] | None, label: str = "") -> str:
+def _interval(ci: list[float] | None, label: str = "") -> str:
     """A Wilson 95 % interval as `` (lo-hi)`` in percent; empty for none (older reports)."""
-    return "" if ci is None else f" ({label}{100 * ci[0]:.1f}-{100 * ci[1]:.1f})"
+    return "" if ci is None else " " + percent_interval(ci, label)
 
 
 def markdown(figures: dict[str, Any], command_line: str) -> str:

@@ -109,3 +109,8 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     lo = 0.0 if k == 0 else max(0.0, float(centre - half))  # exact at the edges, where
     hi = 1.0 if k == n else min(1.0, float(centre + half))  # rounding would leave 1 - 1e-16
     return lo, hi
+
+
+def percent_interval(ci: tuple[float, float] | list[float], label: str = "") -> str:
+    """An interval as reports print it: ``(81.9-98.5)``, percent, one decimal."""
+    return f"({label}{100 * ci[0]:.1f}-{100 * ci[1]:.1f})"
