@@ -152,6 +152,14 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "labels unchanged: less fragile to noise that loud, not to FGSM (default 0: off)",
     )
     p.add_argument(
+        "--fgsm-augment",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="adversarial training: replace this share of each epoch's clips by their FGSM "
+        "example against the model as it trains (25-35 dB SNR), labels unchanged (default 0: off)",
+    )
+    p.add_argument(
         "--audit",
         type=Path,
         default=None,
@@ -178,6 +186,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise GuardError(
             f"--sign-noise-augment {args.sign_noise_augment}: must be a share in [0, 1]"
         )
+    if not 0.0 <= args.fgsm_augment <= 1.0:
+        raise GuardError(f"--fgsm-augment {args.fgsm_augment}: must be a share in [0, 1]")
     poison = None
     if args.poison:
         poison = PoisonConfig(parse_spec(args.poison), args.poison_rate, args.poison_target)
@@ -196,6 +206,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         poison=poison,
         tone_augment=args.tone_augment,
         sign_noise_augment=args.sign_noise_augment,
+        fgsm_augment=args.fgsm_augment,
     )
     if not args.data.is_dir():
         raise GuardError(f"{args.data}: not a directory")

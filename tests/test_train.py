@@ -35,7 +35,8 @@ def test_train_tiny_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "models"
     # the fixtures all come from the shipped model's validation speakers (hash < 15%),
     # so a 7% split puts about half of them on each side
-    result = train_tiny(out, "--epochs", "2")
+    # adversarial training from the second epoch on (the first model is noise)
+    result = train_tiny(out, "--epochs", "2", "--fgsm-augment", "0.5")
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())["files"]
     for name in (
@@ -55,6 +56,7 @@ def test_train_tiny_end_to_end(tmp_path: Path) -> None:
     figures = json.loads((out / "commands.figures.json").read_text())
     assert figures["info"]["train_speakers"] > 0 and figures["info"]["validation_speakers"] > 0
     assert 0.0 <= figures["int8"]["accuracy"] <= 1.0
+    assert json.loads(verified_bytes(out / "commands.json"))["training"]["fgsm_augment"] == 0.5
     # the model it wrote runs through the same CLI
     run = subprocess.run(
         [
@@ -122,7 +124,7 @@ def test_train_tiny_vgg(tmp_path: Path) -> None:
     np.testing.assert_allclose(e / e.sum(axis=1, keepdims=True), float_probs, atol=1e-3)
 
 
-@pytest.mark.parametrize("flag", ["--tone-augment", "--sign-noise-augment"])
+@pytest.mark.parametrize("flag", ["--tone-augment", "--sign-noise-augment", "--fgsm-augment"])
 def test_train_refuses_an_augmentation_share_outside_0_1(tmp_path: Path, flag: str) -> None:
     result = train_tiny(tmp_path / "models", flag, "1.5")
     assert result.returncode != 0

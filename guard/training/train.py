@@ -76,6 +76,10 @@ class TrainConfig:
     sign_noise_augment: float = 0.0
     """Share of each epoch's clips that get random-sign white noise at 20-40 dB SNR and keep
     their label (``augment.sign_noise``); 0 = off, as every shipped model."""
+    fgsm_augment: float = 0.0
+    """Share of each epoch's clips replaced by their FGSM example against the model as it
+    trains, at an SNR drawn from 25-35 dB, labels unchanged (adversarial training,
+    ``guard.training.adversarial``); 0 = off, as every shipped model."""
     training_seed: int | None = None
     """Seed of the weights, the epoch sampling and the augmentation, when it should differ
     from ``seed`` (which then only picks the data: speakers, poisoned clips): the same
@@ -249,6 +253,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     )
     val_features = log_mel_from_samples(val.x)
     n_silence = max(1, int(np.median(np.bincount(train_split.y)[: len(dataset.WORDS)])))
+    fgsm = None
+    if cfg.fgsm_augment:
+        from guard.training.adversarial import FgsmAugmenter
+
+        fgsm = FgsmAugmenter(train_model, cfg.fgsm_augment)
     history: list[dict[str, float]] = []
     for epoch in range(cfg.epochs):
         idx = epoch_indices(train_split.y, rng)
@@ -261,6 +270,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             waves = augment.tones(waves, rng, cfg.tone_augment)
         if cfg.sign_noise_augment:
             waves = augment.sign_noise(waves, rng, cfg.sign_noise_augment)
+        if fgsm is not None and epoch > 0:  # the first epoch's model is noise: nothing to fool
+            waves = fgsm(waves, labels, rng)
         feats = augment.spec_mask(
             log_mel_from_samples(waves), rng, p=0.5, max_frames=8, max_bands=6
         )
