@@ -79,10 +79,11 @@ def adversarial_inputs(
     model: CommandClassifier,
     attacks: tuple[str, ...] | None = None,
     cw_clips: int | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]], dict[str, np.ndarray]]:
     """ART attacks on the float twin (SNR >= 25 dB budget); keeps the examples that change the
     int8 model's label (an attack that does not fool the deployed model needs no blocking).
-    Returns the examples per family and, per family, the label each clip had before.
+    Returns the examples per family and, per family, the label each clip had before and the
+    int8 model's confidence in it.
     ``attacks`` limits the attacks run (all white-box ones by default); C&W, ~3.3 s per clip on
     2 cores, runs on the first ``cw_clips`` clips (a third of ``n`` by default)."""
     from guard.redteam.adversarial import WHITE_BOX, art_classifier, generate, snr_db
@@ -90,8 +91,10 @@ def adversarial_inputs(
 
     art = art_classifier(load_twin(model_path, logits=True))
     x = clean[:n]
-    before = [a.label for a in analyse_batch(x, model)]
-    out, before_labels = {}, {}
+    heard = analyse_batch(x, model)
+    before = [a.label for a in heard]
+    confidence = np.array([a.confidence for a in heard])
+    out, before_labels, before_confidence = {}, {}, {}
     cw = max(8, n // 3) if cw_clips is None else cw_clips
     for name in attacks or WHITE_BOX:
         x_adv = generate(name, art, x[:cw] if name == "cw_l2" else x)
@@ -101,7 +104,8 @@ def adversarial_inputs(
         title = f"adversarial: {name} (fooled int8, SNR >= 25 dB; median {np.median(snr):.0f} dB)"
         out[title] = x_adv[keep]
         before_labels[title] = [b for b, k in zip(before, keep, strict=False) if k]
-    return out, before_labels
+        before_confidence[title] = confidence[: len(keep)][keep]
+    return out, before_labels, before_confidence
 
 
 def would_act(result: dict[str, Any], before: list[str], policy: PolicySettings) -> int:
@@ -262,8 +266,9 @@ def main() -> None:
             keep = tuple(args.only.split(","))
             families = {k: v for k, v in families.items() if k.startswith(keep)}
         before: dict[str, list[str]] = {}
+        confident: dict[str, np.ndarray] = {}
         if args.adversarial:
-            adversarial, before = adversarial_inputs(
+            adversarial, before, confident = adversarial_inputs(
                 families["clean"],
                 model.model_path,
                 args.adversarial,
@@ -283,6 +288,19 @@ def main() -> None:
                     f"- {fam.split(' (')[0]}: {acted} of {results[fam]['n']} would become an "
                     f"action the speaker did not say (allowed, {', '.join(policy.actions)}, "
                     f"confidence >= {policy.confidence_floor})"
+                )
+                # the attacker who starts from a command the model heard clearly
+                sure = confident[fam] >= policy.confidence_floor
+                k = int(np.array(results[fam]["fired"])[sure].sum())
+                ci = wilson_interval(k, int(sure.sum())) if sure.any() else None
+                results[fam]["from_clear_clips"] = {
+                    "n": int(sure.sum()),
+                    "blocked": k,
+                    "blocked_ci95": ci,
+                }
+                print(
+                    f"  made from clips heard at >= {policy.confidence_floor}: {k} of "
+                    f"{int(sure.sum())} blocked {percent_interval(ci) if ci else ''}"
                 )
     if args.json:
         slim = {
