@@ -1,7 +1,8 @@
 """Detection evaluation on held-out speakers -> docs/DETECTION.md tables.
 
     python bench/eval_detection.py [--per-family 400] [--model M --detectors D --trigger SPEC]
-        [--adversarial N [--attacks deepfool,cw_l2] [--cw-clips K]] [--only clean] [--json PATH]
+        [--adversarial N [--attacks deepfool,cw_l2] [--cw-clips K]] [--only clean]
+        [--false-block-targets 0.01,0.02,0.05] [--json PATH]
 
 Input-space (default): the shipped model and detectors on the "evaluate" half of the
 validation speakers (never used for fitting or thresholds), clean and with attacks added.
@@ -12,6 +13,9 @@ Prints a Markdown section on stdout; the JSON figures go to ``--json``. Each fus
 share comes with its Wilson 95 % interval (``blocked_ci95``): what n inputs can tell.
 ``--adversarial N`` adds ART's white-box attacks on the first N clean clips (C&W on a third of
 them, or ``--cw-clips``); ``--attacks`` runs a subset, for a larger sample of a few.
+``--false-block-targets 0.01,0.05`` also recalibrates the fused union at each clean
+false-block rate on the calibrate clips (as tools/build_detectors.py does at 1 %) and reports
+what each would block of every family: what a target costs in clean speech blocked.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from guard.audio import fit_window, read_audio
 from guard.classifier import CommandClassifier
 from guard.detectors import registry
 from guard.detectors.base import Detector
+from guard.fusion import calibrate_union, union_false_block, union_fired
 from guard.guard import Guard
 from guard.policy import PolicySettings
 from guard.redteam.adversarial import WHITE_BOX
@@ -148,8 +153,55 @@ def evaluate(guard: Guard, families: dict[str, np.ndarray]) -> dict[str, Any]:
             "labels": [guard.model.labels[a.label_index] for a in analyses],
             "confidences": [a.confidence for a in analyses],
             "fired": fired.tolist(),
+            "scores": scores,
         }
     return out
+
+
+def false_block_tradeoff(
+    guard: Guard, data: Path, results: dict[str, Any], targets: list[float]
+) -> dict[str, Any]:
+    """The fused union recalibrated at each clean false-block target on the calibrate clips
+    tools/build_detectors.py set the state's thresholds on (same draws, same rule: stated
+    thresholds first, each detector's budget weight), and what it blocks of each family here.
+    The calibrate clips are those the state's own thresholds came from, never these."""
+    _, cal_audio = devdata.fit_and_calibration_audio(data)
+    calibrate = analyse_batch(cal_audio, guard.model)
+    cal_scores = {d.name: d.anomaly_score(calibrate) for d in guard.detectors}
+    fixed = {d.name: t for d in guard.detectors if (t := d.fixed_threshold()) is not None}
+    weights = {d.name: d.budget_weight for d in guard.detectors}
+    rows = {}
+    for target in targets:
+        thresholds = calibrate_union(cal_scores, target, fixed, weights)
+        rows[f"{target:g}"] = {
+            "calibrate_false_block": union_false_block(cal_scores, thresholds),
+            "blocked": {
+                fam: float(union_fired(r["scores"], thresholds).mean())
+                for fam, r in results.items()
+                if isinstance(r, dict) and "scores" in r
+            },
+            "same_as_state": all(
+                np.isclose(thresholds[d.name], d.threshold()) for d in guard.detectors
+            ),
+        }
+    return rows
+
+
+def tradeoff_markdown(rows: dict[str, Any]) -> str:
+    families = list(next(iter(rows.values()))["blocked"])
+    lines = [
+        "| clean false-block target (calibrate clips) | "
+        + " | ".join(f.split(" (")[0] for f in families)
+        + " |",
+        "| --- |" + " --- |" * len(families),
+    ]
+    for target, row in rows.items():
+        label = f"{100 * float(target):g} % ({100 * row['calibrate_false_block']:.2f} %)"
+        if row["same_as_state"]:
+            label += ", the state's thresholds"
+        cells = " | ".join(f"{100 * row['blocked'][f]:.1f}%" for f in families)
+        lines.append(f"| {label} | {cells} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(results: dict[str, Any], detectors: list[Detector], title: str) -> str:
@@ -208,7 +260,25 @@ def main() -> None:
         help="input space: keep the families whose name starts with one of these "
         "(comma-separated), e.g. 'clean' for the clean and noisy rows alone",
     )
+    parser.add_argument(
+        "--false-block-targets",
+        default=None,
+        help="input space: also recalibrate the union at these clean false-block rates "
+        "(comma-separated, e.g. '0.01,0.02,0.05') on the calibrate clips and report what "
+        "each blocks of every family here",
+    )
     args = parser.parse_args()
+    targets: list[float] = []
+    for text in (args.false_block_targets or "").split(","):
+        if text.strip():
+            try:
+                targets.append(float(text))
+            except ValueError:
+                parser.error(f"--false-block-targets: {text.strip()!r} is not a number")
+            if not 0.0 < targets[-1] < 1.0:
+                parser.error(f"--false-block-targets: {text.strip()} is not a rate in (0, 1)")
+    if targets and args.trigger:
+        parser.error("--false-block-targets is for the input space (no --trigger)")
     attacks = tuple(dict.fromkeys(a.strip() for a in (args.attacks or "").split(",") if a.strip()))
     unknown = sorted(set(attacks) - set(WHITE_BOX))
     if unknown:
@@ -302,9 +372,13 @@ def main() -> None:
                     f"  made from clips heard at >= {policy.confidence_floor}: {k} of "
                     f"{int(sure.sum())} blocked {percent_interval(ci) if ci else ''}"
                 )
+    if targets:
+        results["false_block_tradeoff"] = false_block_tradeoff(guard, args.data, results, targets)
+        print(tradeoff_markdown(results["false_block_tradeoff"]))
     if args.json:
+        drop = ("labels", "fired", "confidences", "scores")
         slim = {
-            k: {kk: vv for kk, vv in v.items() if kk not in ("labels", "fired", "confidences")}
+            k: {kk: vv for kk, vv in v.items() if kk not in drop}
             if isinstance(v, dict) and "n" in v
             else v
             for k, v in results.items()

@@ -64,16 +64,7 @@ def build_sets() -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """tools/build_detectors.py's two sets, with its draws: the 1,500 training-speaker clips
     detectors are fitted on and the 857 calibrate clips thresholds are set on, half of each in
     noise."""
-    rng = np.random.default_rng(0)
-
-    def load(part: str, limit: int | None) -> npt.NDArray[np.float32]:
-        x = devdata.audio(devdata.clips(DATA, part, limit, 0))
-        half = rng.random(len(x)) < 0.5
-        x[half] = devdata.add_noise(x[half], devdata.noise(DATA, part), rng, 0.3)
-        return x
-
-    fit = load("train", 1500)  # first: the calibrate set's draws come after it
-    return fit, load("calibrate", None)
+    return devdata.fit_and_calibration_audio(DATA)
 
 
 def calibrate_set() -> npt.NDArray[np.float32]:

@@ -63,3 +63,21 @@ def add_noise(
         start = int(rng.integers(0, src.size - out.shape[1] + 1))
         out[i] += src[start : start + out.shape[1]] * rng.uniform(0.02, max_volume)
     return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def fit_and_calibration_audio(
+    data_dir: Path, fit: int = 1500, seed: int = 0, max_volume: float = 0.3
+) -> tuple[FloatArray, FloatArray]:
+    """The two sets tools/build_detectors.py fits and calibrates a state on, with its draws:
+    ``fit`` training-speaker clips, then every calibrate clip, half of each in noise (one
+    generator, seeded ``seed``, for both: the calibrate set's draws come after the fit set's)."""
+    rng = np.random.default_rng(seed)
+
+    def load(part: str, limit: int | None) -> FloatArray:
+        x = audio(clips(data_dir, part, limit, seed))
+        half = rng.random(len(x)) < 0.5
+        x[half] = add_noise(x[half], noise(data_dir, part), rng, max_volume)
+        return x
+
+    fit_audio = load("train", fit)
+    return fit_audio, load("calibrate", None)
