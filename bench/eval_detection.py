@@ -31,6 +31,7 @@ import numpy as np
 from guard import devdata
 from guard.analysis import Analysis, analyse_batch
 from guard.audio import fit_window, read_audio
+from guard.calibration import union_rule
 from guard.classifier import CommandClassifier
 from guard.detectors import registry
 from guard.detectors.base import Detector
@@ -159,17 +160,19 @@ def evaluate(guard: Guard, families: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def false_block_tradeoff(
-    guard: Guard, data: Path, results: dict[str, Any], targets: list[float]
+    guard: Guard, data: Path, fit_clips: int, results: dict[str, Any], targets: list[float]
 ) -> dict[str, Any]:
     """The fused union recalibrated at each clean false-block target on the calibrate clips
     tools/build_detectors.py set the state's thresholds on (same draws, same rule: stated
     thresholds first, each detector's budget weight), and what it blocks of each family here.
-    The calibrate clips are those the state's own thresholds came from, never these."""
-    _, cal_audio = devdata.fit_and_calibration_audio(data)
+    The calibrate clips are those the state's own thresholds came from, never these (drawn
+    as tools/build_detectors.py draws them with ``--seed 0`` and ``fit_clips`` fit clips;
+    ``same_as_state`` says whether the 1 % row gives the state's own thresholds back)."""
+    # the draws of the state's own calibration: its fit set comes first from the same generator
+    _, cal_audio = devdata.fit_and_calibration_audio(data, fit_clips, seed=0)
     calibrate = analyse_batch(cal_audio, guard.model)
     cal_scores = {d.name: d.anomaly_score(calibrate) for d in guard.detectors}
-    fixed = {d.name: t for d in guard.detectors if (t := d.fixed_threshold()) is not None}
-    weights = {d.name: d.budget_weight for d in guard.detectors}
+    fixed, weights = union_rule(guard.detectors)
     rows = {}
     for target in targets:
         thresholds = calibrate_union(cal_scores, target, fixed, weights)
@@ -336,9 +339,9 @@ def main() -> None:
             keep = tuple(args.only.split(","))
             families = {k: v for k, v in families.items() if k.startswith(keep)}
         before: dict[str, list[str]] = {}
-        confident: dict[str, np.ndarray] = {}
+        before_confidence: dict[str, np.ndarray] = {}
         if args.adversarial:
-            adversarial, before, confident = adversarial_inputs(
+            adversarial, before, before_confidence = adversarial_inputs(
                 families["clean"],
                 model.model_path,
                 args.adversarial,
@@ -360,12 +363,13 @@ def main() -> None:
                     f"confidence >= {policy.confidence_floor})"
                 )
                 # the attacker who starts from a command the model heard clearly
-                sure = confident[fam] >= policy.confidence_floor
+                sure = before_confidence[fam] >= policy.confidence_floor
                 k = int(np.array(results[fam]["fired"])[sure].sum())
                 ci = wilson_interval(k, int(sure.sum())) if sure.any() else None
                 results[fam]["from_clear_clips"] = {
                     "n": int(sure.sum()),
-                    "blocked": k,
+                    "blocked_count": k,
+                    "blocked": k / int(sure.sum()) if sure.any() else None,
                     "blocked_ci95": ci,
                 }
                 print(
@@ -373,7 +377,10 @@ def main() -> None:
                     f"{int(sure.sum())} blocked {percent_interval(ci) if ci else ''}"
                 )
     if targets:
-        results["false_block_tradeoff"] = false_block_tradeoff(guard, args.data, results, targets)
+        fit_clips = int(registry.read_report(args.detectors).get("fit_utterances", 1500))
+        results["false_block_tradeoff"] = false_block_tradeoff(
+            guard, args.data, fit_clips, results, targets
+        )
         print(tradeoff_markdown(results["false_block_tradeoff"]))
     if args.json:
         drop = ("labels", "fired", "confidences", "scores")

@@ -1,4 +1,4 @@
-"""Three more ideas for the adversarial misses, and what the DeepFool misses are, on a dev set.
+"""Two more ideas for the adversarial misses, and what the DeepFool misses are, on a dev set.
 
     python bench/try_fusion_ideas.py [--cache PATH] [--json PATH]
 
@@ -13,11 +13,11 @@ tools/build_detectors.py draws them (the fused thresholds were calibrated on the
 1. **A fitted fusion (stacking).** A logistic regression over every active detector's score,
    each in units of its clean tail (``tail_model`` on 3,000 training-speaker clips the
    detectors were not fitted on, half in noise: the negatives), trained on half the speakers'
-   attack examples and half the tones (each family weighed equally) and tested on the other
-   half (2 folds). Its score joins the fused union as one more detector, the union
-   recalibrated to 1 % of the clean clips with it given 1, 3 or 6 turns per round.
-   ``--features all`` adds the consistency detector's parts (JS divergence, retreat, top
-   probability, margin, entropy, each transform's divergence).
+   attack examples and half the tones (at random: a tone clip's speaker is not kept; each
+   family weighed equally) and tested on the other half (2 folds). Its score joins the fused
+   union as one more detector, the union recalibrated to 1 % of the clean clips with it given
+   1, 3 or 6 turns per round. A second fit ("all") adds the consistency detector's parts (JS
+   divergence, retreat, top probability, margin, entropy, each transform's divergence).
 2. **int8 against float.** The shipped float model (models/commands_float.tflite) beside the
    int8 one: score = JS divergence between their predictions. ART attacks the float twin, and
    the int8 model's label is what counted; a minimal perturbation that sits just across the
@@ -27,7 +27,7 @@ tools/build_detectors.py draws them (the fused thresholds were calibrated on the
    24-bit PCM (what a WAV file or a converter carries).
 
 Needs ``../shared/data`` and the ``redteam`` extra; ~10 min on 2 cores the first time (the
-attacks; ``--cache`` keeps them), ~2 min after.
+attacks; ``--cache`` keeps them), ~1 min after.
 """
 
 from __future__ import annotations
@@ -49,14 +49,14 @@ from guard.detectors.base import tail_model
 from guard.detectors.consistency import ConsistencyDetector, js_divergence, retreat
 from guard.fusion import calibrate_union, union_fired
 from guard.guard import Guard
+from guard.redteam.adversarial import snr_db
 from guard.redteam.metrics import auroc
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared/data/speech_commands"
 ATTACKS = ("fgsm", "pgd", "deepfool")
 POSITIVES = (*ATTACKS, "tone", "aliased")
-INACTIVE = ("strip", "second_ear", "second_ear_consistency")  # score 0 on the shipped model
-FloatArray = npt.NDArray[np.float64]
+Float64Array = npt.NDArray[np.float64]
 
 
 def dev_attacks(model: CommandClassifier, cache: Path | None) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def dev_attacks(model: CommandClassifier, cache: Path | None) -> dict[str, Any]:
     if cache is not None and cache.is_file():
         with np.load(cache) as data:
             return {k: data[k] for k in data.files}
-    from guard.redteam.adversarial import art_classifier, generate, snr_db
+    from guard.redteam.adversarial import art_classifier, generate
     from guard.redteam.twin import load_twin
 
     chosen = devdata.clips(DATA, "calibrate", None, seed=5)
@@ -86,7 +86,7 @@ def dev_attacks(model: CommandClassifier, cache: Path | None) -> dict[str, Any]:
     return out
 
 
-def probabilities(model: CommandClassifier, x: npt.NDArray[np.float32]) -> FloatArray:
+def probabilities(model: CommandClassifier, x: npt.NDArray[np.float32]) -> Float64Array:
     rows = [
         a.probabilities for i in range(0, len(x), 64) for a in analyse_batch(x[i : i + 64], model)
     ]
@@ -128,11 +128,12 @@ class Rows:
         self.parts = np.concatenate(parts)
         self.blocked = np.array(blocked, dtype=bool)
 
-    def score(self, name: str) -> FloatArray:
+    def score(self, name: str) -> Float64Array:
         return self.scores[:, self.names.index(name)]
 
-    def features(self, kind: str) -> FloatArray:
-        active = [self.score(n) for n in self.names if n not in INACTIVE]
+    def features(self, kind: str) -> Float64Array:
+        # detectors that score every clip alike (inactive on guard's own model) carry nothing
+        active = [self.score(n) for n in self.names if np.ptp(self.score(n)) > 0]
         if kind == "all":
             return np.column_stack([*active, self.parts])
         return np.column_stack(active)
@@ -147,7 +148,7 @@ def stacking(
     fixed = {d.name: t for d in guard.detectors if (t := d.fixed_threshold()) is not None}
     median, scale = tail_model(rows["negatives"].features(kind), 1e-9)
 
-    def z(family: str) -> FloatArray:
+    def z(family: str) -> Float64Array:
         return np.asarray(np.clip((rows[family].features(kind) - median) / scale, -10, 30))
 
     clean = rows["clean"]
@@ -221,31 +222,32 @@ def main() -> None:
 
     float_model = CommandClassifier(ROOT / "models/commands_float.tflite")
 
-    def int8_float(x: npt.NDArray[np.float32]) -> FloatArray:
-        return js_divergence(probabilities(guard.model, x), probabilities(float_model, x))
+    def int8_float(x: npt.NDArray[np.float32]) -> tuple[Float64Array, float]:
+        """The divergence per clip, and the share of clips whose label the two agree on."""
+        p8, pf = probabilities(guard.model, x), probabilities(float_model, x)
+        return js_divergence(p8, pf), float(np.mean(p8.argmax(axis=1) == pf.argmax(axis=1)))
 
-    clean_js = int8_float(audio["clean"])
+    clean_js, _ = int8_float(audio["clean"])
     weights = {d.name: d.budget_weight for d in guard.detectors}
     fixed = {d.name: t for d in guard.detectors if (t := d.fixed_threshold()) is not None}
     calibrate = {n: rows["clean"].score(n) for n in rows["clean"].names} | {"int8_float": clean_js}
     thresholds = calibrate_union(calibrate, 0.01, fixed=fixed, weights={**weights, "int8_float": 3})
     report["int8_float"] = {}
     for f in POSITIVES:
-        js = int8_float(audio[f])
+        js, same_label = int8_float(audio[f])
         scores = {n: rows[f].score(n) for n in rows[f].names} | {"int8_float": js}
         report["int8_float"][f] = {
             "auroc": auroc(clean_js, js),
             "alone": float(np.mean(js > thresholds["int8_float"])),
             "blocked": float(union_fired(scores, thresholds).mean()),
             "shipped": float(rows[f].blocked.mean()),
+            "same_label": same_label,
         }
 
     keep = attacked["deepfool_keep"]
     x, x_adv, before = attacked["x"][keep], attacked["deepfool"][keep], attacked["before"][keep]
     blocked = rows["deepfool"].blocked
     confident = probabilities(guard.model, x).max(axis=1)
-    from guard.redteam.adversarial import snr_db
-
     snr = snr_db(x, x_adv)
     anatomy: dict[str, Any] = {
         "n": len(x),

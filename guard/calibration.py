@@ -68,6 +68,16 @@ def split_fit_calibrate(
     return fit, cal
 
 
+def union_rule(
+    detectors: Sequence[Detector], kept: dict[str, Detector] | None = None
+) -> tuple[dict[str, float], dict[str, int]]:
+    """What ``guard.fusion.calibrate_union`` needs besides the scores: the thresholds that are
+    stated rules or kept as configured (counted first), and each detector's budget weight."""
+    fixed = {d.name: t for d in detectors if (t := d.fixed_threshold()) is not None}
+    fixed.update({name: detector.threshold() for name, detector in (kept or {}).items()})
+    return fixed, {d.name: d.budget_weight for d in detectors}
+
+
 def fit_and_calibrate(
     fit_set: Sequence[Analysis],
     calibration_set: Sequence[Analysis],
@@ -101,9 +111,7 @@ def fit_and_calibrate(
         timings[name] = round(time.perf_counter() - t0, 2)
         detectors.append(detector)
         log.info("fitted %s in %.1f s", name, timings[name])
-    fixed = {d.name: t for d in detectors if (t := d.fixed_threshold()) is not None}
-    fixed.update({name: detector.threshold() for name, detector in kept.items()})
-    weights = {d.name: d.budget_weight for d in detectors}
+    fixed, weights = union_rule(detectors, kept)
     thresholds = calibrate_union(scores, target_false_block, fixed, weights)
     for detector in detectors:
         detector.threshold_ = thresholds[detector.name]

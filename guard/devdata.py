@@ -66,11 +66,13 @@ def add_noise(
 
 
 def fit_and_calibration_audio(
-    data_dir: Path, fit: int = 1500, seed: int = 0, max_volume: float = 0.3
+    data_dir: Path, fit_clips: int = 1500, seed: int = 0, max_volume: float = 0.3
 ) -> tuple[FloatArray, FloatArray]:
     """The two sets tools/build_detectors.py fits and calibrates a state on, with its draws:
-    ``fit`` training-speaker clips, then every calibrate clip, half of each in noise (one
+    ``fit_clips`` training-speaker clips, then every calibrate clip, half of each in noise (one
     generator, seeded ``seed``, for both: the calibrate set's draws come after the fit set's)."""
+    if fit_clips < 1:
+        raise ValueError(f"fit_clips {fit_clips}: must be at least 1")
     rng = np.random.default_rng(seed)
 
     def load(part: str, limit: int | None) -> FloatArray:
@@ -79,5 +81,5 @@ def fit_and_calibration_audio(
         x[half] = add_noise(x[half], noise(data_dir, part), rng, max_volume)
         return x
 
-    fit_audio = load("train", fit)
+    fit_audio = load("train", fit_clips)
     return fit_audio, load("calibrate", None)

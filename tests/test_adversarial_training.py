@@ -41,7 +41,7 @@ def test_fgsm_examples_are_plus_minus_eps_and_raise_the_loss() -> None:
     assert len(clips) == 12 and np.all(np.abs(clips).max(axis=1) > 0)
     labels = np.arange(12, dtype=np.int64)
     rng = np.random.default_rng(0)
-    fgsm = FgsmAugmenter(train_model, p=1.0, snr_db=(25.0, 35.0), batch_size=5)
+    fgsm = FgsmAugmenter(train_model, share=1.0, snr_db=(25.0, 35.0), batch_size=5)
     out = fgsm(clips, labels, rng)
     assert out.dtype == np.float32 and out.shape == clips.shape
     added = (out - clips).astype(np.float64)
@@ -74,9 +74,11 @@ def test_fgsm_leaves_clips_alone_at_share_zero_and_refuses_a_bad_share() -> None
     train_model, _ = model_lib.build(12, channels=8, blocks=1)
     clips = _clips()
     rng = np.random.default_rng(1)
-    none = FgsmAugmenter(train_model, p=0.0)(clips, np.zeros(12, np.int64), rng)
+    none = FgsmAugmenter(train_model, share=0.0)(clips, np.zeros(12, np.int64), rng)
     np.testing.assert_array_equal(none, clips)
     with pytest.raises(ValueError, match=r"FGSM share 1\.5"):
-        FgsmAugmenter(train_model, p=1.5)
+        FgsmAugmenter(train_model, share=1.5)
     with pytest.raises(ValueError, match="SNR range"):
-        FgsmAugmenter(train_model, p=0.5, snr_db=(30.0, 20.0))
+        FgsmAugmenter(train_model, share=0.5, snr_db=(30.0, 20.0))
+    with pytest.raises(ValueError, match="batch size 0"):
+        FgsmAugmenter(train_model, share=0.5, batch_size=0)

@@ -22,13 +22,14 @@ FloatArray = npt.NDArray[np.float32]
 
 
 class FgsmAugmenter:
-    """Replaces a share ``p`` of clips by their FGSM examples against ``train_model``
-    (log-mel in, probabilities out; its weights are read at each call)."""
+    """Replaces a ``share`` of clips by their FGSM examples against ``train_model`` (log-mel
+    in, probabilities out; its weights are read at each call). Silence clips are chosen like
+    the others: their eps, from their own loudness, is tiny."""
 
     def __init__(
         self,
         train_model: Any,
-        p: float,
+        share: float,
         snr_db: tuple[float, float] = (25.0, 35.0),
         batch_size: int = 256,
     ) -> None:
@@ -37,11 +38,13 @@ class FgsmAugmenter:
 
         from guard.redteam.twin import log_mel_layer
 
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"FGSM share {p}: must be in [0, 1]")
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"FGSM share {share}: must be in [0, 1]")
         if not 0.0 < snr_db[0] <= snr_db[1]:
             raise ValueError(f"FGSM SNR range {snr_db}: must be 0 < low <= high (dB)")
-        self.p = p
+        if batch_size < 1:
+            raise ValueError(f"FGSM batch size {batch_size}: must be at least 1")
+        self.share = share
         self.snr_db = snr_db
         self.batch_size = batch_size
         wave = keras.Input((CLIP_SAMPLES,), name="waveform")
@@ -52,34 +55,26 @@ class FgsmAugmenter:
         def gradient_sign(x: Any, y: Any) -> Any:
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                # summed, not averaged: each clip's gradient is its own, whatever the batch
-                loss = loss_fn(y, self._wave_model(x, training=False)) * tf.cast(
-                    tf.shape(x)[0], tf.float32
-                )
+                # each clip's loss depends on its own samples only, so the gradient of the
+                # batch mean is each clip's own gradient over the batch size: same signs
+                loss = loss_fn(y, self._wave_model(x, training=False))
             return tf.sign(tape.gradient(loss, x))
 
         self._gradient_sign = gradient_sign
 
-    def signs(self, clips: FloatArray, labels: npt.NDArray[np.int64]) -> FloatArray:
-        """sign(d loss / d clip) per sample, for every clip (the model's current weights)."""
-        out = np.empty_like(clips)
-        for i in range(0, len(clips), self.batch_size):
-            out[i : i + self.batch_size] = self._gradient_sign(
-                clips[i : i + self.batch_size], labels[i : i + self.batch_size]
-            ).numpy()
-        return out
-
     def __call__(
         self, clips: FloatArray, labels: npt.NDArray[np.int64], rng: np.random.Generator
     ) -> FloatArray:
-        """``clips`` with a share ``p`` replaced by FGSM examples (same labels)."""
-        chosen = np.flatnonzero(rng.random(len(clips)) < self.p)
+        """``clips`` with a ``share`` replaced by FGSM examples (same labels), a new array; one
+        batch at a time, so an epoch's clips are held once more at most."""
+        chosen = np.flatnonzero(rng.random(len(clips)) < self.share)
         out = clips.copy()
-        if not len(chosen):
-            return out
-        x = clips[chosen]
-        rms = np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1, keepdims=True))
-        snr = rng.uniform(*self.snr_db, size=(len(chosen), 1))
-        eps = (rms * 10 ** (-snr / 20)).astype(np.float32)
-        out[chosen] = np.clip(x + eps * self.signs(x, labels[chosen]), -1.0, 1.0)
+        snr = rng.uniform(*self.snr_db, size=len(chosen))
+        for i in range(0, len(chosen), self.batch_size):
+            rows = chosen[i : i + self.batch_size]
+            x = out[rows]
+            rms = np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1))
+            eps = (rms * 10 ** (-snr[i : i + self.batch_size] / 20)).astype(np.float32)
+            signs = self._gradient_sign(x, labels[rows]).numpy()
+            out[rows] = np.clip(x + eps[:, None] * signs, -1.0, 1.0)
         return out

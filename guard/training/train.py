@@ -257,7 +257,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.fgsm_augment:
         from guard.training.adversarial import FgsmAugmenter
 
-        fgsm = FgsmAugmenter(train_model, cfg.fgsm_augment)
+        fgsm = FgsmAugmenter(train_model, share=cfg.fgsm_augment)
     history: list[dict[str, float]] = []
     for epoch in range(cfg.epochs):
         idx = epoch_indices(train_split.y, rng)
