@@ -44,6 +44,7 @@ import numpy.typing as npt
 
 from guard import devdata
 from guard.analysis import Analysis, analyse_batch
+from guard.calibration import union_rule
 from guard.classifier import CommandClassifier
 from guard.detectors.base import tail_model
 from guard.detectors.consistency import ConsistencyDetector, js_divergence, retreat
@@ -144,8 +145,7 @@ def stacking(
 ) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
-    weights = {d.name: d.budget_weight for d in guard.detectors}
-    fixed = {d.name: t for d in guard.detectors if (t := d.fixed_threshold()) is not None}
+    fixed, weights = union_rule(guard.detectors)
     median, scale = tail_model(rows["negatives"].features(kind), 1e-9)
 
     def z(family: str) -> Float64Array:
@@ -228,8 +228,7 @@ def main() -> None:
         return js_divergence(p8, pf), float(np.mean(p8.argmax(axis=1) == pf.argmax(axis=1)))
 
     clean_js, _ = int8_float(audio["clean"])
-    weights = {d.name: d.budget_weight for d in guard.detectors}
-    fixed = {d.name: t for d in guard.detectors if (t := d.fixed_threshold()) is not None}
+    fixed, weights = union_rule(guard.detectors)
     calibrate = {n: rows["clean"].score(n) for n in rows["clean"].names} | {"int8_float": clean_js}
     thresholds = calibrate_union(calibrate, 0.01, fixed=fixed, weights={**weights, "int8_float": 3})
     report["int8_float"] = {}
